@@ -21,6 +21,11 @@ word is out of vocabulary); targets are vocabulary ids (unknown words become `<U
     batches = BidirectionalBatches(corpus, batch_size=128, unroll_steps=20, seed=0)
     batch = next(batches)          # LMBatch(chars int32[2, 128, 20, 50], targets int32[2, 128, 20])
     position = batches.position()  # JSON; BidirectionalBatches(..., position=position) resumes
+
+Several hosts: `BidirectionalBatches(..., shard_index=i, shard_count=n)` yields host `i`'s rows
+`[i * b, (i + 1) * b)` (`b = batch_size // n`) of the single-host batch. Every host follows all
+row streams (which sentence goes to which row depends on every row), which costs little; only
+its own rows' characters are materialised. The position is the same on every host.
 """
 
 from __future__ import annotations
@@ -321,6 +326,8 @@ class BidirectionalBatches:
       repeat: start a new epoch when the sentences run out (training, endless); else stop
         before the first incomplete batch (evaluation).
       position: a `position()` to resume from (None: the start).
+      shard_index: this host's index.
+      shard_count: number of hosts; must divide `batch_size`.
     """
 
     def __init__(
@@ -333,11 +340,20 @@ class BidirectionalBatches:
         seed: int = 0,
         repeat: bool = True,
         position: dict | None = None,
+        shard_index: int = 0,
+        shard_count: int = 1,
     ):
         if batch_size < 1 or unroll_steps < 1:
             raise ValueError(
                 f"batch_size ({batch_size}) and unroll_steps ({unroll_steps}) must be positive"
             )
+        if not 0 <= shard_index < shard_count or batch_size % shard_count:
+            raise ValueError(
+                f"need 0 <= shard_index ({shard_index}) < shard_count ({shard_count}) and "
+                f"shard_count dividing batch_size ({batch_size})"
+            )
+        rows = batch_size // shard_count
+        self.local_rows = slice(shard_index * rows, (shard_index + 1) * rows)
         if corpus.num_sentences == 0:
             raise ValueError("the corpus is empty: no sentences to stream")
         self.corpus, self.unroll_steps = corpus, unroll_steps
@@ -364,7 +380,7 @@ class BidirectionalBatches:
         filled = [s.fill(self.unroll_steps) for s in self.streams]
         if filled[0] is None or filled[1] is None:
             raise StopIteration
-        types = np.stack([f[0] for f in filled])
-        targets = np.stack([f[1] for f in filled])
+        types = np.stack([f[0][self.local_rows] for f in filled])
+        targets = np.stack([f[1][self.local_rows] for f in filled])
         self.batches += 1
         return LMBatch(self.corpus.char_table[types], targets)

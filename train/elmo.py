@@ -7,7 +7,8 @@ Checkpoints, metrics (`metrics.jsonl`, TensorBoard), progress and SIGTERM handli
 `ulmfit_jax.run`'s, as for the ULMFiT program. At the end the model is evaluated with the full
 softmax and exported to `WORKDIR/export/` (`options.json` + `lm_weights.hdf5` in the released
 layout, readable by `elmo_jax.load_allennlp`, AllenNLP and bilm-tf). Config keys are locked: a
-misspelt `--config.key` is an error.
+misspelt `--config.key` is an error. Training uses every device; on several hosts run the same
+command on each with `--distributed=on` (see `ulmfit_jax.sharding`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def define_flags(
         "workdir", None, "Folder of this run (checkpoints, metrics).", flag_values=flag_values
     )
     flags.DEFINE_bool("resume", False, "Continue the run in --workdir.", flag_values=flag_values)
+    flags.DEFINE_enum(
+        "distributed",
+        "auto",
+        ["auto", "on", "off"],
+        "Connect the hosts of a multi-host run: 'auto' when the environment names several "
+        "processes, 'on' always (Cloud TPU pod slices), 'off' never.",
+        flag_values=flag_values,
+    )
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
@@ -48,6 +57,9 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     # Returns nothing: `app.run` passes a return value to `sys.exit`.
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ulmfit_jax import sharding
+
+    sharding.maybe_initialize_distributed(flag_values.distributed)
     run(flag_values.config, flag_values.workdir, flag_values.resume)
 
 

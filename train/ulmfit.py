@@ -9,8 +9,10 @@
         --config.eval.workdirs="('runs/clas','runs/clas_bwd')"
 
 Append `:tiny` to a config path for its tiny variant (tests, CI). `--resume` continues a
-killed or preempted run from its last checkpoint. Config keys are locked: a misspelt
-`--config.key` is an error, not a silently ignored setting.
+killed or preempted run from its last checkpoint. Training uses every device (see
+`--config.train.num_devices`); on several hosts (a TPU pod slice) run the same command on each
+with `--distributed=on` (or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`).
+Config keys are locked: a misspelt `--config.key` is an error, not a silently ignored setting.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of this run (checkpoints, metrics).")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue the run in --workdir.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
+    "Connect the hosts of a multi-host run (jax.distributed.initialize): 'auto' when the "
+    "environment names several processes, 'on' always (Cloud TPU pod slices), 'off' never.",
+)
 flags.mark_flags_as_required(["config"])
 
 TRAINING_STAGES = ("pretrain", "finetune_lm", "classify")
@@ -49,6 +58,9 @@ def run(config, workdir: str | None, resume: bool = False):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ulmfit_jax import sharding
+
+    sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
     run(_CONFIG.value, _WORKDIR.value, _RESUME.value)
 
 

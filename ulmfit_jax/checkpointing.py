@@ -12,12 +12,18 @@ A checkpoint holds two items:
 orbax writes each step into a temporary folder and renames it into place when complete, so a
 run killed mid-write leaves the previous step as the latest good one (the temporary folder is
 ignored and cleaned up). Saves are synchronous: when `save` returns, the step is on disk.
+
+Several hosts: every process calls `save` and `restore` (orbax is collective); each writes the
+shards of the state it holds (a replicated array once, from process 0) into the one directory,
+which must be visible to every host: a shared filesystem or a `gs://bucket/...` path. Arrays
+are restored onto the devices and shardings of the template's arrays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +60,22 @@ def _first_mismatch(saved: Mapping[str, list], expected: Mapping[str, list]) -> 
     return None
 
 
+def checkpoint_path(directory: str | os.PathLike) -> Path | epath.Path:
+    """A local folder as an absolute `Path`; a URL (`gs://bucket/run`) as an `epath.Path`."""
+    text = os.fspath(directory)
+    return epath.Path(text) if "://" in text else Path(text).absolute()
+
+
 class Checkpointer:
     """Keeps the last `max_to_keep` checkpoints of one run in `directory`.
 
     Args:
-      directory: the run's checkpoint folder (created when missing).
+      directory: the run's checkpoint folder (created when missing), local or `gs://...`.
       max_to_keep: how many steps to keep on disk.
     """
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int = 2):
-        self.directory = Path(directory).absolute()
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 2):
+        self.directory = checkpoint_path(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
         )
@@ -86,7 +99,9 @@ class Checkpointer:
         if step in self.all_steps():
             return
         meta = dict(meta, arrays=describe_arrays(state))
-        state = jax.tree.map(np.asarray, state)
+        # Arrays stay where they are: orbax writes each host's shards (sharded carried state,
+        # replicated parameters) without gathering them.
+        state = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x), state)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -110,6 +125,8 @@ class Checkpointer:
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Restore `(state, meta)` of `step` (default: the latest) into the structure of
         `template` (a pytree of arrays or `jax.ShapeDtypeStruct`s like the saved state).
+        A `jax.Array` leaf's sharding is where that array is restored (e.g. replicated or
+        split over a mesh); other leaves come back as orbax's default places them.
 
         Raises:
           FileNotFoundError: no checkpoint in the directory.
@@ -122,14 +139,15 @@ class Checkpointer:
             raise ValueError(
                 f"checkpoint {self.directory / str(step)} does not match this run: {mismatch}"
             )
-        abstract = jax.tree.map(
-            lambda x: (
-                jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
-                if not isinstance(x, jax.ShapeDtypeStruct)
-                else x
-            ),
-            template,
-        )
+
+        def abstract_leaf(x):
+            if isinstance(x, jax.ShapeDtypeStruct):
+                return x
+            if isinstance(x, jax.Array):
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+            return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+
+        abstract = jax.tree.map(abstract_leaf, template)
         try:
             restored = self._manager.restore(
                 step,

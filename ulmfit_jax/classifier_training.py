@@ -5,6 +5,11 @@ is cross-entropy plus fastai's AR/TAR on the encoder outputs that BPT3C keeps (f
 `TextLearner` uses alpha=2, beta=1 for classifiers too; here the means run over the kept real
 steps, so they do not depend on padding). BatchNorm running statistics are written back after
 each step; the optimiser must leave them alone (they are labelled "batch_stats").
+
+Steps run over a mesh of devices (`ulmfit_jax.sharding`; default: all of them), the batch split
+by rows and everything else replicated; BatchNorm's batch statistics are those of the global
+batch (what one device computes). Evaluation pads a batch with filler rows (index -1) up to a
+multiple of the device count and drops them afterwards, so any batch size gives exact results.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ulmfit_jax import awd_lstm, classifier
+from ulmfit_jax import awd_lstm, classifier, sharding
 from ulmfit_jax.classifier import ClassifierConfig
 
 
@@ -45,6 +50,7 @@ def make_classifier_train_step(
     *,
     alpha: float = 2.0,
     beta: float = 1.0,
+    mesh: jax.sharding.Mesh | None = None,
 ):
     """A jitted step `(state, tokens, lengths, labels, weights, trainable) -> (state, metrics)`.
 
@@ -52,7 +58,12 @@ def make_classifier_train_step(
     every stage of gradual unfreezing).
 
     `weights` float32[batch] is 1 for real examples and 0 for filler rows of a short batch.
+
+    The step runs over `mesh` (default: every device), the batch rows split over its devices:
+    the batch size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
     """
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
     def loss_fn(params, tokens, lengths, labels, weights, key):
         logits, stats, outputs, keep = _forward(params, config, tokens, lengths, key)
@@ -64,8 +75,13 @@ def make_classifier_train_step(
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
         return loss + reg, (stats, {"loss": loss, "accuracy": correct / count})
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state, tokens, lengths, labels, weights, trainable):
+    @functools.partial(
+        jax.jit,
+        donate_argnums=0,
+        in_shardings=(rep, rows, rows, rows, rows, rep),
+        out_shardings=(rep, rep),
+    )
+    def jitted(state, tokens, lengths, labels, weights, trainable):
         key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
         grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
             state["params"], tokens, lengths, labels, weights, step_key
@@ -83,22 +99,29 @@ def make_classifier_train_step(
         }
         return new_state, metrics
 
+    def train_step(state, tokens, lengths, labels, weights, trainable):
+        sharding.check_batch(mesh, tokens.shape[0], "classifier batch size")
+        state = sharding.put_replicated(state, mesh)
+        batch = sharding.put_tree((tokens, lengths, labels, weights), rows)
+        return jitted(state, *batch, sharding.put_replicated(trainable, mesh))
+
+    train_step.mesh, train_step.jitted = mesh, jitted
     return train_step
 
 
 def classifier_step_fn(train_step, trainable):
-    """Adapt a train step to `ulmfit_jax.run.train_loop`'s `(state, ClassifierBatch)`."""
+    """Adapt a train step to `ulmfit_jax.run.train_loop`'s `(state, ClassifierBatch)`.
+
+    `batch` holds this host's rows (`ClassifierBatches(shard_index=jax.process_index(), ...)`),
+    assembled into the global batch on the step's mesh.
+    """
+    mesh = train_step.mesh
+    trainable = sharding.put_replicated(trainable, mesh)
 
     def step(state, batch):
         weights = (np.asarray(batch.indices) >= 0).astype(np.float32)
-        return train_step(
-            state,
-            jnp.asarray(batch.tokens),
-            jnp.asarray(batch.lengths),
-            jnp.asarray(batch.labels),
-            jnp.asarray(weights),
-            trainable,
-        )
+        inputs = sharding.put_batch((batch.tokens, batch.lengths, batch.labels, weights), mesh)
+        return train_step(state, *inputs, trainable)
 
     return step
 
@@ -109,17 +132,54 @@ def predict_logits(params, config: ClassifierConfig, tokens, lengths):
     return _forward(params, config, tokens, lengths, None)[0]
 
 
+@functools.lru_cache(maxsize=16)
+def _sharded_predict(config: ClassifierConfig, mesh: jax.sharding.Mesh):
+    rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    # Logits come back replicated: small, and readable on every host.
+    return jax.jit(
+        lambda params, tokens, lengths: _forward(params, config, tokens, lengths, None)[0],
+        in_shardings=(rep, rows, rows),
+        out_shardings=rep,
+    )
+
+
+def pad_rows(batch, multiple: int, pad_id: int = 1):
+    """A `ClassifierBatch` with filler rows (index -1, length 1) appended up to a multiple of
+    `multiple` rows, so that it splits over that many devices."""
+    extra = -len(batch.indices) % multiple
+    if not extra:
+        return batch
+    tokens = np.concatenate([batch.tokens, np.full((extra, batch.tokens.shape[1]), pad_id)])
+    return type(batch)(
+        tokens.astype(batch.tokens.dtype),
+        np.concatenate([batch.lengths, np.ones(extra, batch.lengths.dtype)]),
+        np.concatenate([batch.labels, np.zeros(extra, batch.labels.dtype)]),
+        np.concatenate([batch.indices, np.full(extra, -1, batch.indices.dtype)]),
+    )
+
+
 def predict_batches(
-    params, config: ClassifierConfig, batches: Iterable
+    params,
+    config: ClassifierConfig,
+    batches: Iterable,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for every example of an evaluation pass, back in input order.
+
+    The batches are global (every host passes the same ones). Their rows are split over `mesh`
+    (default: every device), after filler rows pad them to a multiple of its size.
 
     Returns:
       `(probs float32[n, n_class], labels int32[n])` ordered by the examples' input index.
     """
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    params = sharding.put_replicated(params, mesh)
+    predict = _sharded_predict(config, mesh)
     probs, labels, indices = [], [], []
     for batch in batches:
-        logits = predict_logits(params, config, batch.tokens, batch.lengths)
+        batch = pad_rows(batch, mesh.size)
+        inputs = sharding.put_tree((batch.tokens, batch.lengths), sharding.batch_sharding(mesh))
+        logits = predict(params, *inputs)
         real = np.asarray(batch.indices) >= 0
         probs.append(np.asarray(jax.nn.softmax(logits))[real])
         labels.append(np.asarray(batch.labels)[real])

@@ -22,7 +22,8 @@ Options:
 * `backward`: every document reversed, for the backward model of a bidirectional ULMFiT.
 * `shard_index, shard_count`: each host materialises only its rows `[i * b, (i + 1) * b)`
   (`b = batch_size // shard_count`) of the global batch, which assembled in host order is the
-  single-host batch.
+  single-host batch (`ulmfit_jax.sharding.put_batch`). The mesh orders devices host by host,
+  so every device holds the same rows, and their carried LSTM state, at every step.
 * Resuming: an epoch is a pure function of `(seed, epoch)`; `LoaderState(epoch, step, seed)`
   restores the exact next batch (see `BatchIterator`).
 """

@@ -3,7 +3,7 @@
 Shared by the ULMFiT and ELMo training programs. A workdir belongs to one run:
 
     WORKDIR/run.json        what ran here: program, stage, config (refuses a different one)
-    WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.checkpointing)
+    WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.checkpointing), or `checkpoint_dir`
     WORKDIR/metrics.jsonl   one JSON object per logged step or evaluation
     WORKDIR/tensorboard/    the same scalars as TensorBoard event files
 
@@ -13,6 +13,10 @@ checkpointed every `checkpoint_every` steps and at the end; restarting with `res
 continues from the last checkpoint so that the final parameters equal an uninterrupted run's
 bit for bit. SIGTERM (a TPU VM preemption notice) makes the loop save and exit cleanly; a NaN or
 infinite loss stops it with an error and leaves the last good checkpoint in place.
+
+On several hosts every process runs the same loop (each feeding its rows of the batch) and
+writes checkpoints collectively; run.json, metrics, logs and progress bars come from process 0
+only.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class Run:
         recorded in run.json.
       resume: continue from the last checkpoint. Without it, a workdir that already holds
         checkpoints is refused rather than overwritten.
+      checkpoint_dir: where checkpoints go (default `WORKDIR/checkpoints`); on several hosts a
+        folder every host sees, e.g. `gs://bucket/run/checkpoints`.
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class Run:
         *,
         resume: bool = False,
         max_to_keep: int = 2,
+        checkpoint_dir: str | None = None,
     ):
         config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         self.workdir = Path(workdir).absolute()
@@ -118,7 +125,9 @@ class Run:
                     f"workdir {self.workdir} belongs to another run ({record.get('identity')}), "
                     f"not {self.identity}: use a new --workdir"
                 )
-        self.checkpointer = Checkpointer(self.workdir / "checkpoints", max_to_keep=max_to_keep)
+        self.checkpointer = Checkpointer(
+            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
+        )
         if self.checkpointer.latest_step() is not None and not resume:
             raise ValueError(
                 f"workdir {self.workdir} already has checkpoints (step "
@@ -231,7 +240,8 @@ def train_loop(
             count += 1
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value
-            tokens += int(getattr(batch, "tokens", np.zeros(0)).size)
+            # Each host holds its rows of the batch: count all of them.
+            tokens += int(getattr(batch, "tokens", np.zeros(0)).size) * jax.process_count()
             if step % log_every == 0 or step == num_steps:
                 averaged = {k: _to_float(v) / count for k, v in sums.items()}
                 if not math.isfinite(averaged["loss"]):
