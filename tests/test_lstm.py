@@ -187,4 +187,68 @@ def test_lstm_cell_matches_layer(torch_lstm, data):
 
 def test_unknown_impl_is_rejected(torch_lstm, data):
     with pytest.raises(ValueError, match="unknown LSTM impl"):
-        lstm.lstm_layer(params_from_torch(torch_lstm), jnp.zeros((1, 2, N_IN)), impl="cudnn")
+        lstm.lstm_layer(params_from_torch(torch_lstm), jnp.zeros((1, 2, N_IN)), impl="nope")
+
+
+@pytest.mark.parametrize("impl, reverse", [("custom_vjp", False), ("autodiff", True)])
+def test_bfloat16_compute_is_close_to_float32(impl, reverse):
+    """`compute_dtype=bfloat16`: bf16 matmul operands, float32 state/outputs, finite gradients."""
+    batch, time, n_in, hidden = 4, 9, 16, 32
+    params = lstm.init_lstm_params(jax.random.key(0), n_in, hidden)
+    x = jax.random.normal(jax.random.key(1), (batch, time, n_in))
+    carry = (jnp.full((batch, hidden), 0.1), jnp.full((batch, hidden), -0.2))
+    lengths = jnp.array([time, 5, 1, time], jnp.int32)
+
+    def run(compute_dtype):
+        def loss_fn(params, x, carry):
+            out, (h, c) = lstm.lstm_layer(
+                params,
+                x,
+                carry,
+                lengths=lengths,
+                reverse=reverse,
+                impl=impl,
+                compute_dtype=compute_dtype,
+            )
+            return (out**2).sum() + (h * c).sum(), (out, h, c)
+
+        fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True))
+        return fn(params, x, carry)
+
+    (_, ref), ref_grads = run(None)
+    (_, low), low_grads = run(jnp.bfloat16)
+    for a, b in zip(low, ref, strict=True):
+        assert a.dtype == jnp.float32
+        assert rel_err(a, b) <= 2e-2
+    for a, b in zip(jax.tree.leaves(low_grads), jax.tree.leaves(ref_grads), strict=True):
+        assert a.dtype == b.dtype == jnp.float32
+        assert np.all(np.isfinite(a))
+        assert rel_err(a, b) <= 5e-2
+    if impl == "autodiff":
+        return
+    # float32 as compute_dtype is the float32 path itself, bit for bit.
+    (_, same), same_grads = run(jnp.float32)
+    for a, b in zip(jax.tree.leaves(same_grads), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(same, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mp_einsum_and_run_recurrence_compute_dtype():
+    a = jax.random.normal(jax.random.key(0), (3, 5))
+    b = jax.random.normal(jax.random.key(1), (5, 4))
+    np.testing.assert_array_equal(lstm.mp_einsum("ij,jk->ik", a, b), jnp.einsum("ij,jk->ik", a, b))
+    low = lstm.mp_einsum("ij,jk->ik", a, b, compute_dtype=jnp.bfloat16)
+    assert low.dtype == jnp.float32
+    assert rel_err(low, a @ b) <= 2e-2
+    seen = []
+
+    def step(w, carry, x_t):
+        seen.append(w.dtype)
+        h = jnp.tanh(x_t + lstm.mp_einsum("bh,hg->bg", carry, w, compute_dtype=jnp.bfloat16))
+        return h, h
+
+    w = jax.random.normal(jax.random.key(2), (4, 4)) * 0.3
+    xs = jax.random.normal(jax.random.key(3), (6, 3, 4))
+    ys, h = lstm.run_recurrence(step, w, xs, jnp.zeros((3, 4)), None, compute_dtype=jnp.bfloat16)
+    assert seen == [jnp.bfloat16] and ys.dtype == h.dtype == jnp.float32

@@ -14,14 +14,24 @@ Gate order along the `4 * hidden` axis is PyTorch's: input, forget, cell (g), ou
 
 Carry order is PyTorch's too: `(h, c)`, each `float[batch, hidden]`.
 
-Two facts shape the code:
+Three facts shape the code:
 
 * The input projection `x @ w_ih + bias` does not depend on the recurrence, so it is done for all
   time steps at once as one large matmul before the scan; only `h @ w_hh` stays inside the loop.
+  The inputs are made time-major first (a copy of `[batch, time, in]`, the smallest tensor
+  involved), so the projection and both of its gradients are plain row-major matmuls over
+  `time * batch` rows that produce the `[time, batch, 4 * hidden]` gates without a transpose.
 * Autodiff through `lax.scan` stores and replays more than it needs. The recurrence therefore has a
-  hand-written VJP (`lstm_recurrence`): its backward loop only does the per-step gate algebra and
-  `dgates @ w_hh.T`; the weight gradient `dw_hh` is a single einsum over all steps after the loop.
-  On a 2-core CPU that is ~1.4x faster than autodiff for the AWD-LSTM LM step (see STACK_NOTES).
+  hand-written VJP (`lstm_recurrence`): the forward loop saves only the carries `h`, `c` and the
+  gate activations of each step; the backward loop does the per-step gate algebra and
+  `dgates @ w_hh.T` (with `w_hh.T` made once, outside the loop); the weight gradient `dw_hh` is a
+  single einsum over all steps after the loop. On a 2-core CPU that is ~1.4x faster than
+  autodiff for the AWD-LSTM LM step (see STACK_NOTES and `scripts/profile_lstm.py`).
+* Mixed precision is a `compute_dtype` argument (`lstm_layer`, `lstm_recurrence`,
+  `run_recurrence`, `mp_einsum`): with `jnp.bfloat16` the matmul operands are rounded to bf16 and
+  accumulated in float32; gate nonlinearities, the cell state, the carry and the outputs stay
+  float32. None (or float32) is the plain float32 path. `lstm_impl="cudnn"` (NVIDIA GPUs) lives
+  in `ulmfit_jax.cudnn_lstm`.
 
 Per-row `lengths` mark padding at the end of each row: at a padded step the carry is left
 unchanged and the output is zero, so a row's final carry is its state after its last real token.
@@ -30,12 +40,15 @@ unchanged and the output is zero, so a row's final carry is its state after its 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ulmfit_jax import precision
 
 Carry = tuple[jax.Array, jax.Array]
 Params = dict[str, jax.Array]
@@ -66,19 +79,56 @@ def zero_carry(batch: int, hidden_size: int, dtype=jnp.float32) -> Carry:
     return jnp.zeros((batch, hidden_size), dtype), jnp.zeros((batch, hidden_size), dtype)
 
 
-def lstm_cell(w_hh: jax.Array, carry: Carry, gates_x: jax.Array) -> tuple[Carry, jax.Array]:
+def mp_einsum(subscripts: str, *operands: jax.Array, compute_dtype=None) -> jax.Array:
+    """`jnp.einsum` with the mixed-precision convention of this module.
+
+    `compute_dtype=None` is exactly `jnp.einsum(subscripts, *operands)`. Otherwise every operand
+    is cast to `compute_dtype` (e.g. `jnp.bfloat16`) and the products are accumulated and
+    returned in float32 (`preferred_element_type=jnp.float32`). Casting an operand that already
+    has `compute_dtype` is free, so weights may be cast once outside a loop.
+    """
+    compute_dtype = canonical_compute_dtype(compute_dtype)
+    if compute_dtype is None:
+        return jnp.einsum(subscripts, *operands)
+    return precision.low_precision_dot(
+        functools.partial(jnp.einsum, subscripts), operands, compute_dtype
+    )
+
+
+def _matmul(a: jax.Array, b: jax.Array, compute_dtype) -> jax.Array:
+    """`a @ b`, or with `compute_dtype` operands and float32 accumulation (see `mp_einsum`)."""
+    if compute_dtype is None:
+        return a @ b
+    return precision.low_precision_dot(jnp.matmul, (a, b), compute_dtype)
+
+
+def canonical_compute_dtype(compute_dtype):
+    """None for the full-precision path (None or float32), else the (hashable) numpy dtype.
+
+    float32 maps to None so that `compute_dtype=jnp.float32` is the unchanged float32 path.
+    """
+    if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.dtype(jnp.float32):
+        return None
+    return jnp.dtype(compute_dtype)
+
+
+def lstm_cell(
+    w_hh: jax.Array, carry: Carry, gates_x: jax.Array, compute_dtype=None
+) -> tuple[Carry, jax.Array]:
     """One LSTM step, given the input projection already computed.
 
     Args:
       w_hh: float[hidden, 4 * hidden].
       carry: `(h, c)`, float[batch, hidden] each.
       gates_x: float[batch, 4 * hidden], `x_t @ w_ih + bias`.
+      compute_dtype: None, or the dtype of the `h @ w_hh` operands (see `mp_einsum`); the gate
+        math and `c` stay in the carry's dtype.
 
     Returns:
       `((h, c), h)`: the new carry and the output (the new `h`).
     """
     h, c = carry
-    gates = gates_x + h @ w_hh
+    gates = gates_x + _matmul(h, w_hh, compute_dtype)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -115,6 +165,8 @@ def run_recurrence(
     inputs_tm: jax.Array,
     carry: Any,
     mask: jax.Array | None,
+    *,
+    compute_dtype=None,
 ) -> tuple[jax.Array, Any]:
     """Scan any cell `step(step_params, carry, x_t) -> (carry, y_t)` over time, honouring a mask.
 
@@ -127,10 +179,21 @@ def run_recurrence(
       carry: a pytree of float[batch, ...].
       mask: bool[time, batch] or None. Where False, the carry passes through unchanged and the
         output is zero.
+      compute_dtype: None (or float32): nothing changes. Otherwise (e.g. `jnp.bfloat16`) the
+        floating-point leaves of `step_params` are cast to it once, before the loop, so the
+        cell's weights are not re-cast at every step. The cell itself must then do its matmuls
+        with `mp_einsum(..., compute_dtype=compute_dtype)` (float32 accumulation) and keep its
+        nonlinearities and carry in float32; `run_recurrence` does not touch the carry.
 
     Returns:
       `(outputs_tm, final_carry)` with outputs_tm float[time, batch, out].
     """
+    compute_dtype = canonical_compute_dtype(compute_dtype)
+    if compute_dtype is not None:
+        step_params = jax.tree.map(
+            lambda w: w.astype(compute_dtype) if jnp.issubdtype(w.dtype, jnp.floating) else w,
+            step_params,
+        )
 
     def body(carry, xs):
         x_t, m_t = xs
@@ -150,74 +213,72 @@ def run_recurrence(
 # --------------------------------------------------------------------------------------------
 
 
-def _forward_scan(gates_x, w_hh, h0, c0, mask):
-    """Forward pass that also returns what the backward pass needs (time-major)."""
+# `lax.scan` unroll of the recurrence loops (forward and backward).
+UNROLL = 1
+
+
+def _gate_activations(z):
+    """Pre-activations float[..., 4H] (i, f, g, o) -> the four activations."""
+    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+    return jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
+
+
+def _forward_scan(gates_x, w_hh, h0, c0, mask, compute_dtype):
+    """The forward loop. Returns the carries after every step, `hs` and `cs` (time-major; equal
+    to the previous step's at masked steps), and the gate activations `ifgo` per step."""
+    w = w_hh if compute_dtype is None else w_hh.astype(compute_dtype)
 
     def body(carry, xs):
         h_prev, c_prev = carry
         gx, m = xs
-        z = gx + h_prev @ w_hh
-        zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-        i, f, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jax.nn.sigmoid(zo)
-        g = jnp.tanh(zg)
-        c_new = f * c_prev + i * g
-        tanh_c = jnp.tanh(c_new)
-        h_new = o * tanh_c
-        if m is None:
-            h, c, y = h_new, c_new, h_new
-        else:
+        i, f, g, o = _gate_activations(gx + _matmul(h_prev, w, compute_dtype))
+        c = f * c_prev + i * g
+        h = o * jnp.tanh(c)
+        if m is not None:
             keep = m[:, None]
-            h = jnp.where(keep, h_new, h_prev)
-            c = jnp.where(keep, c_new, c_prev)
-            y = jnp.where(keep, h_new, jnp.zeros_like(h_new))
-        saved = (h_prev, c_prev, jnp.concatenate([i, f, g, o], axis=-1), tanh_c)
-        return (h, c), (y, saved)
+            h = jnp.where(keep, h, h_prev)
+            c = jnp.where(keep, c, c_prev)
+        return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
 
-    (h_t, c_t), (ys, saved) = jax.lax.scan(body, (h0, c0), (gates_x, mask))
-    return ys, h_t, c_t, saved
+    _, (hs, cs, ifgo) = jax.lax.scan(body, (h0, c0), (gates_x, mask), unroll=UNROLL)
+    return hs, cs, ifgo
 
 
-@jax.custom_vjp
-def lstm_recurrence(gates_x, w_hh, h0, c0, mask):
-    """The LSTM recurrence over precomputed input projections (time-major), fast to differentiate.
-
-    Args:
-      gates_x: float[time, batch, 4 * hidden], `x @ w_ih + bias` for every step.
-      w_hh: float[hidden, 4 * hidden].
-      h0, c0: float[batch, hidden], the initial carry.
-      mask: bool[time, batch] or None (see `run_recurrence`). Not differentiated.
-
-    Returns:
-      `(outputs, h_final, c_final)`; outputs float[time, batch, hidden] (zero at padded steps).
-    """
-    ys, h_t, c_t, _ = _forward_scan(gates_x, w_hh, h0, c0, mask)
-    return ys, h_t, c_t
+def _outputs(hs, mask):
+    """The layer's outputs: the carried `h` at real steps, zero at masked ones."""
+    return hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros_like(hs))
 
 
-def _recurrence_fwd(gates_x, w_hh, h0, c0, mask):
-    ys, h_t, c_t, saved = _forward_scan(gates_x, w_hh, h0, c0, mask)
-    return (ys, h_t, c_t), (w_hh, mask, saved)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _lstm_recurrence(compute_dtype, gates_x, w_hh, h0, c0, mask):
+    hs, cs, _ = _forward_scan(gates_x, w_hh, h0, c0, mask, compute_dtype)
+    return _outputs(hs, mask), hs[-1], cs[-1]
 
 
-def _recurrence_bwd(residuals, cotangents):
-    w_hh, mask, (h_prevs, c_prevs, ifgo, tanh_cs) = residuals
+def _recurrence_fwd(compute_dtype, gates_x, w_hh, h0, c0, mask):
+    hs, cs, ifgo = _forward_scan(gates_x, w_hh, h0, c0, mask, compute_dtype)
+    return (_outputs(hs, mask), hs[-1], cs[-1]), (w_hh, mask, h0, c0, hs, cs, ifgo)
+
+
+def _recurrence_bwd(compute_dtype, residuals, cotangents):
+    w_hh, mask, h0, c0, hs, cs, ifgo = residuals
     d_ys, d_h_final, d_c_final = cotangents
-    w_hh_t = w_hh.T
+    w_hh_t = w_hh.T if compute_dtype is None else w_hh.T.astype(compute_dtype)
+    # The carry entering each step: what a step's gradient needs (c) and dw_hh needs (h).
+    c_prevs = jnp.concatenate([c0[None], cs[:-1]], axis=0)
 
     def body(carry, xs):
         dh, dc = carry
-        dy, h_prev, c_prev, act, tanh_c, m = xs
-        del h_prev  # only needed for dw_hh, computed after the loop
+        dy, c, c_prev, act, m = xs
         i, f, g, o = jnp.split(act, 4, axis=-1)
+        tanh_c = jnp.tanh(c)
         dh_new = dh + dy
         dc_new = dc
         if m is not None:
+            # At a masked step the carry passed straight through, and so does its gradient.
             keep = m[:, None]
-            # At a padded step the carry passed straight through: its gradient does too.
-            dh_pass = jnp.where(keep, jnp.zeros_like(dh), dh)
-            dc_pass = jnp.where(keep, jnp.zeros_like(dc), dc)
-            dh_new = jnp.where(keep, dh_new, jnp.zeros_like(dh_new))
-            dc_new = jnp.where(keep, dc_new, jnp.zeros_like(dc_new))
+            dh_new = jnp.where(keep, dh_new, 0.0)
+            dc_new = jnp.where(keep, dc_new, 0.0)
         dc_total = dc_new + dh_new * o * (1.0 - tanh_c * tanh_c)
         dz = jnp.concatenate(
             [
@@ -228,20 +289,44 @@ def _recurrence_bwd(residuals, cotangents):
             ],
             axis=-1,
         )
-        dh_prev = dz @ w_hh_t
+        dh_prev = _matmul(dz, w_hh_t, compute_dtype)
         dc_prev = dc_total * f
         if m is not None:
-            dh_prev = dh_prev + dh_pass
-            dc_prev = dc_prev + dc_pass
+            dh_prev = jnp.where(keep, dh_prev, dh)
+            dc_prev = jnp.where(keep, dc_prev, dc)
         return (dh_prev, dc_prev), dz
 
-    xs = (d_ys, h_prevs, c_prevs, ifgo, tanh_cs, mask)
-    (dh0, dc0), d_gates = jax.lax.scan(body, (d_h_final, d_c_final), xs, reverse=True)
-    d_w_hh = jnp.einsum("tbh,tbg->hg", h_prevs, d_gates)
-    return d_gates, d_w_hh, dh0, dc0, None
+    xs = (d_ys, cs, c_prevs, ifgo, mask)
+    (dh0, dc0), d_gates = jax.lax.scan(
+        body, (d_h_final, d_c_final), xs, reverse=True, unroll=UNROLL
+    )
+    h_prevs = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    d_w_hh = mp_einsum("tbh,tbg->hg", h_prevs, d_gates, compute_dtype=compute_dtype)
+    return d_gates, d_w_hh.astype(w_hh.dtype), dh0, dc0, None
 
 
-lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+_lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def lstm_recurrence(gates_x, w_hh, h0, c0, mask, *, compute_dtype=None):
+    """The LSTM recurrence over precomputed input projections (time-major), fast to differentiate.
+
+    Args:
+      gates_x: float[time, batch, 4 * hidden], `x @ w_ih + bias` for every step.
+      w_hh: float[hidden, 4 * hidden].
+      h0, c0: float[batch, hidden], the initial carry.
+      mask: bool[time, batch] or None (see `run_recurrence`). Not differentiated.
+      compute_dtype: None / float32, or e.g. `jnp.bfloat16` for the operands of `h @ w_hh` (and
+        of the backward matmuls), accumulated in float32; the gate math, `c` and the carry stay
+        in the dtype of `gates_x` / `h0` / `c0` (float32).
+
+    Returns:
+      `(outputs, h_final, c_final)`; outputs float[time, batch, hidden] (zero at padded steps).
+    """
+    return _lstm_recurrence(canonical_compute_dtype(compute_dtype), gates_x, w_hh, h0, c0, mask)
+
+
+IMPLS = ("custom_vjp", "autodiff", "cudnn")
 
 
 def lstm_layer(
@@ -252,6 +337,7 @@ def lstm_layer(
     lengths: jax.Array | None = None,
     reverse: bool = False,
     impl: str = "custom_vjp",
+    compute_dtype=None,
 ) -> tuple[jax.Array, Carry]:
     """Run one LSTM layer over a batch of sequences.
 
@@ -263,29 +349,52 @@ def lstm_layer(
       lengths: int[batch] real lengths (padding at the end), or None when every row is full.
       reverse: read each row from its last real step back to its first. Outputs stay aligned
         with `inputs` (output t belongs to input t).
-      impl: "custom_vjp" (fast gradients, the default) or "autodiff" (plain `lax.scan` through
-        `lstm_cell`; the reference the custom VJP is tested against).
+      impl: "custom_vjp" (fast gradients, the default), "autodiff" (plain `lax.scan` through
+        `lstm_cell`; the reference the custom VJP is tested against) or "cudnn" (cuDNN's fused
+        LSTM on NVIDIA GPUs, `ulmfit_jax.cudnn_lstm`; float32 only; a clear error elsewhere).
+      compute_dtype: None or `jnp.float32` (the float32 path, unchanged), or e.g. `jnp.bfloat16`:
+        mixed precision. The matmul operands (`x`, `w_ih`, `h`, `w_hh`) are cast to it and
+        accumulated in float32; the gate nonlinearities, the cell state, the carry and the
+        outputs are float32.
 
     Returns:
       `(outputs, (h, c))`: outputs float[batch, time, hidden], zero at padded steps; the final
       carry is each row's state after its last real step.
     """
+    if impl == "cudnn":
+        from ulmfit_jax import cudnn_lstm  # a leaf module that imports this one
+
+        return cudnn_lstm.cudnn_lstm_layer(
+            params, inputs, carry, lengths=lengths, reverse=reverse, compute_dtype=compute_dtype
+        )
+    compute_dtype = canonical_compute_dtype(compute_dtype)
     batch, time = inputs.shape[:2]
     hidden = params["w_hh"].shape[0]
+    state_dtype = inputs.dtype if compute_dtype is None else jnp.float32
     if carry is None:
-        carry = zero_carry(batch, hidden, inputs.dtype)
+        carry = zero_carry(batch, hidden, state_dtype)
+    elif compute_dtype is not None:
+        carry = (carry[0].astype(jnp.float32), carry[1].astype(jnp.float32))
     if reverse:
         inputs = reverse_padded(inputs, lengths)
-    # One big matmul for every step's input projection, produced directly time-major.
-    gates_x = jnp.einsum("bti,ig->tbg", inputs, params["w_ih"]) + params["bias"]
+    # One big matmul for every step's input projection, on time-major inputs (module docstring):
+    # it and its gradients are plain row-major matmuls, and the gates come out in scan order.
+    inputs_tm = jnp.swapaxes(inputs, 0, 1)
+    gates_x = mp_einsum("tbi,ig->tbg", inputs_tm, params["w_ih"], compute_dtype=compute_dtype)
+    gates_x = gates_x + params["bias"]
     mask = step_mask(lengths, time)
     if impl == "custom_vjp":
-        outputs_tm, h, c = lstm_recurrence(gates_x, params["w_hh"], carry[0], carry[1], mask)
+        outputs_tm, h, c = lstm_recurrence(
+            gates_x, params["w_hh"], carry[0], carry[1], mask, compute_dtype=compute_dtype
+        )
         carry = (h, c)
     elif impl == "autodiff":
-        outputs_tm, carry = run_recurrence(lstm_cell, params["w_hh"], gates_x, carry, mask)
+        step = functools.partial(lstm_cell, compute_dtype=compute_dtype)
+        outputs_tm, carry = run_recurrence(
+            step, params["w_hh"], gates_x, carry, mask, compute_dtype=compute_dtype
+        )
     else:
-        raise ValueError(f"unknown LSTM impl {impl!r}; expected 'custom_vjp' or 'autodiff'")
+        raise ValueError(f"unknown LSTM impl {impl!r}; expected one of {IMPLS}")
     outputs = jnp.swapaxes(outputs_tm, 0, 1)
     if reverse:
         outputs = reverse_padded(outputs, lengths)
