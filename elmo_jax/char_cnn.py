@@ -16,6 +16,10 @@ with F = `config.n_filters`. Each convolution is a cross-correlation over the ch
 Highway, bilm-tf's convention: `g = sigmoid(x @ w_carry + b_carry)` multiplies the *transform*,
 `y = g * relu(x @ w_transform + b_transform) + (1 - g) * x`. (So the tensor named "carry" is really
 the transform gate; AllenNLP's loader negates it to fit its `g * x + (1 - g) * f(x)` layer.)
+
+With `config.compute_dtype="bfloat16"` the convolutions and the highway and projection matmuls
+take bfloat16 operands and accumulate in float32; biases, activations, gates and the output are
+float32.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from elmo_jax.config import BiLMConfig
+from ulmfit_jax import precision
 
 Params = dict
 
@@ -40,24 +45,31 @@ def char_cnn_apply(params: Params, config: BiLMConfig, char_ids: jax.Array) -> j
       float[..., projection_dim]. Fully padded tokens get a (meaningless) non-zero vector; the
       caller masks them.
     """
+    dtype = precision.compute_dtype(config.compute_dtype)
+    accumulate = None if dtype is None else jnp.float32
     lead = char_ids.shape[:-1]
     ids = char_ids.reshape(-1, char_ids.shape[-1])
-    x = jnp.take(params["char_embed"], ids, axis=0)  # [N, chars, E]
+    x = precision.cast(jnp.take(params["char_embed"], ids, axis=0), dtype)  # [N, chars, E]
     act = jax.nn.relu if config.activation == "relu" else jnp.tanh
     pooled = []
     for i, _ in enumerate(config.filters):
         conv = params[f"conv_{i}"]
         y = jax.lax.conv_general_dilated(
-            x, conv["w"], (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC")
+            x,
+            precision.cast(conv["w"], dtype),
+            (1,),
+            "VALID",
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            preferred_element_type=accumulate,
         )
         # Adding the bias after the max is exact (rounding is monotonic) and cheaper.
         pooled.append(act(jnp.max(y, axis=1) + conv["b"]))
     h = jnp.concatenate(pooled, axis=-1)  # [N, F]
     for k in range(config.n_highway):
         hw = params[f"highway_{k}"]
-        gate = jax.nn.sigmoid(h @ hw["w_carry"] + hw["b_carry"])
-        transform = jax.nn.relu(h @ hw["w_transform"] + hw["b_transform"])
+        gate = jax.nn.sigmoid(precision.matmul(h, hw["w_carry"], dtype) + hw["b_carry"])
+        transform = jax.nn.relu(precision.matmul(h, hw["w_transform"], dtype) + hw["b_transform"])
         h = gate * transform + (1.0 - gate) * h
     if config.has_cnn_projection:
-        h = h @ params["proj"]["w"] + params["proj"]["b"]
+        h = precision.matmul(h, params["proj"]["w"], dtype) + params["proj"]["b"]
     return h.reshape(*lead, h.shape[-1])

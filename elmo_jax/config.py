@@ -17,6 +17,8 @@ import json
 import os
 from typing import Any
 
+from ulmfit_jax import precision
+
 # The character CNN every released model uses ("2048cnn").
 _RELEASED_CHAR_CNN: dict[str, Any] = {
     "activation": "relu",
@@ -74,6 +76,10 @@ class BiLMConfig:
       use_skip_connections: add each LSTM layer's input to its output, from the second layer on.
       forget_bias: added to the forget gate at run time (TensorFlow's `LSTMCell` default, 1.0); the
         stored bias `B` does not include it.
+      compute_dtype: "float32" or "bfloat16" (mixed precision, `ulmfit_jax.precision`): the
+        character convolutions, highway, projection and LSTM matmuls take bfloat16 operands and
+        accumulate in float32; parameters, cell state and outputs stay float32. A run-time
+        choice, not part of the model: `options.json` does not record it.
     """
 
     char_embed_dim: int = 16
@@ -89,8 +95,10 @@ class BiLMConfig:
     proj_clip: float | None = 3.0
     use_skip_connections: bool = True
     forget_bias: float = 1.0
+    compute_dtype: str = precision.FLOAT32
 
     def __post_init__(self):
+        object.__setattr__(self, "compute_dtype", precision.canonical_dtype(self.compute_dtype))
         if self.activation not in ("relu", "tanh"):
             raise ValueError(
                 f"char_cnn.activation must be 'relu' or 'tanh', got {self.activation!r}"

@@ -21,6 +21,10 @@ Parameters, per layer `l` (`"layer_{l}"`), direction axis first (0 = forward, 1 
 when projection_dim == dim.) The stored bias excludes the forget bias, as in the hdf5 files.
 
 State, the carry between calls in stateful mode: `{"h": float[L, 2, B, P], "c": float[L, 2, B, C]}`.
+
+Mixed precision (`config.compute_dtype="bfloat16"`): the input, recurrent and projection matmuls
+take bfloat16 operands (the weights cast once per call, outside the scan) and accumulate in
+float32; gates, clipping, the state and the outputs stay float32.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from elmo_jax.config import BiLMConfig
+from ulmfit_jax import precision
 from ulmfit_jax.lstm import reverse_padded, run_recurrence, step_mask
 
 Params = dict
@@ -49,20 +54,21 @@ def _make_step(config: BiLMConfig):
     """The cell step for `run_recurrence`, clip values and projection baked in (static)."""
     cell_clip, proj_clip = config.cell_clip, config.proj_clip
     project = config.has_lstm_projection
+    dtype = precision.compute_dtype(config.compute_dtype)
 
     def step(weights, carry, gates_x):
         # weights: (w_h [2, P, 4C], w_p [2, C, P] or None); carry: (h [2, B, P], c [2, B, C]);
         # gates_x: [2, B, 4C], the hoisted `x @ w_x + b` with the forget bias already added.
         w_h, w_p = weights
         h, c = carry
-        z = gates_x + jnp.einsum("dbp,dpg->dbg", h, w_h)
+        z = gates_x + precision.einsum("dbp,dpg->dbg", h, w_h, dtype)
         i, j, f, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
         if cell_clip:  # None or 0 means no clipping (AllenNLP's reading of the option)
             c = jnp.clip(c, -cell_clip, cell_clip)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         if project:
-            h = jnp.einsum("dbc,dcp->dbp", h, w_p)
+            h = precision.einsum("dbc,dcp->dbp", h, w_p, dtype)
             if proj_clip:
                 h = jnp.clip(h, -proj_clip, proj_clip)
         return (h, c), h
@@ -137,6 +143,7 @@ def bilstm_directional(
         raise ValueError("dropout > 0 needs an rng")
     keys = jax.random.split(rng, config.n_layers) if dropout > 0.0 else [None] * config.n_layers
     step = _make_step(config)
+    dtype = precision.compute_dtype(config.compute_dtype)
     forget = np.zeros(4 * config.dim, np.float32)
     forget[2 * config.dim : 3 * config.dim] = config.forget_bias
     outputs, hs, cs = [], [], []
@@ -147,9 +154,10 @@ def bilstm_directional(
             x = jnp.where(keep, x / (1.0 - dropout), 0.0)
         bias = p["b"] + forget  # [2, 4C]
         # The input half of W_0 for every step at once, produced time-major for the scan.
-        gates_x = jnp.einsum("dbti,dig->tdbg", x, p["w_x"]) + bias[None, :, None, :]
+        gates_x = precision.einsum("dbti,dig->tdbg", x, p["w_x"], dtype) + bias[None, :, None, :]
         carry = (state["h"][layer], state["c"][layer])
-        ys, (h, c) = run_recurrence(step, (p["w_h"], p.get("w_p")), gates_x, carry, mask)
+        weights = (p["w_h"], p.get("w_p"))  # cast to the compute dtype once, before the scan
+        ys, (h, c) = run_recurrence(step, weights, gates_x, carry, mask, compute_dtype=dtype)
         y = jnp.transpose(ys, (1, 2, 0, 3))  # [2, B, T, P]
         if config.use_skip_connections and layer > 0:
             # Residual from the layer input (zero at padding, as the outputs are) to its output;

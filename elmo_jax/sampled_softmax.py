@@ -22,6 +22,10 @@ The sampler runs on the host with numpy (rejection sampling has no fixed shape):
     rng = np.random.default_rng(0)
     ids, expected, tries = sample_log_uniform(rng, num_sampled=8192, vocab_size=V)
     losses = sampled_softmax_loss(w, b, h, targets, ids, expected, tries)   # float[N]
+
+Both losses take `compute_dtype` ("float32", the default, or "bfloat16"): in bfloat16 the
+`h . W` products take bfloat16 operands and accumulate in float32; the logits, the log-Q
+correction, the logsumexp and the loss are float32 either way.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ulmfit_jax import precision
 
 # TensorFlow's `compute_accidental_hits` weight: the most negative finite float32.
 _ACCIDENTAL_HIT = float(np.finfo(np.float32).min)
@@ -128,6 +134,7 @@ def sampled_softmax_loss(
     num_tries: jax.Array,
     *,
     remove_accidental_hits: bool = True,
+    compute_dtype=None,
 ) -> jax.Array:
     """Per-position sampled softmax loss (`tf.nn.sampled_softmax_loss`, num_true=1).
 
@@ -140,14 +147,20 @@ def sampled_softmax_loss(
       sampled_expected_count: float[S].
       num_tries: int[], draws the sampler used.
       remove_accidental_hits: mask a sampled class that equals the row's target.
+      compute_dtype: None / "float32", or "bfloat16" for the operands of the logit products
+        (module docstring).
 
     Returns:
       float[N], the loss of each position.
     """
     vocab_size, num_sampled = w.shape[0], sampled.shape[0]
     sampled = jax.lax.stop_gradient(sampled)
-    true_logits = jnp.sum(inputs * w[labels], axis=-1) + b[labels]
-    sampled_logits = inputs @ w[sampled].T + b[sampled]
+    dtype = precision.compute_dtype(compute_dtype)
+    if dtype is None:
+        true_logits = jnp.sum(inputs * w[labels], axis=-1) + b[labels]
+    else:  # the same bfloat16 products as the sampled logits, so the two compare fairly
+        true_logits = precision.einsum("np,np->n", inputs, w[labels], dtype) + b[labels]
+    sampled_logits = precision.matmul(inputs, w[sampled].T, dtype) + b[sampled]
     if remove_accidental_hits:
         hits = labels[:, None] == sampled[None, :]
         sampled_logits = sampled_logits + jnp.where(hits, _ACCIDENTAL_HIT, 0.0)
@@ -159,9 +172,12 @@ def sampled_softmax_loss(
     return jax.nn.logsumexp(logits, axis=-1) - true_logits
 
 
-def full_softmax_loss(w: jax.Array, b: jax.Array, inputs: jax.Array, labels: jax.Array):
-    """Per-position cross-entropy over the whole vocabulary: float[N] (evaluation)."""
-    logits = inputs @ w.T + b
+def full_softmax_loss(
+    w: jax.Array, b: jax.Array, inputs: jax.Array, labels: jax.Array, *, compute_dtype=None
+):
+    """Per-position cross-entropy over the whole vocabulary: float[N] (evaluation); float32
+    logits, from bfloat16 operands with `compute_dtype="bfloat16"`."""
+    logits = precision.matmul(inputs, w.T, precision.compute_dtype(compute_dtype)) + b
     return (
         jax.nn.logsumexp(logits, axis=-1)
         - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]

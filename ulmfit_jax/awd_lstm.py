@@ -23,6 +23,10 @@ Regularisation follows fastai exactly (each applied only when `train=True`):
 * weight dropout (DropConnect) on each layer's hidden-to-hidden matrix, one mask per call,
   applied before the scan so every step sees the same dropped matrix;
 * AR and TAR on the last layer's dropped and raw outputs (`ar_tar_penalty`).
+
+`compute_dtype="bfloat16"` is mixed precision (`ulmfit_jax.precision`): the LSTM and decoder
+matmuls take bfloat16 operands and accumulate in float32; parameters, dropout, the recurrent
+state, the LSTM outputs and the logits stay float32.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ulmfit_jax import lstm
+from ulmfit_jax import lstm, precision
 from ulmfit_jax.validation import check_lengths, check_state, check_tokens
 
 State = tuple[lstm.Carry, ...]
@@ -50,6 +54,8 @@ class AWDLSTMConfig:
 
     `drop_mult` scales every dropout probability, as fastai's `get_language_model` does; the
     `*_p` fields hold the unscaled values and the `*_prob` properties the effective ones.
+    `compute_dtype` is "float32" or "bfloat16" (mixed precision; dtype objects are accepted and
+    stored by name).
     """
 
     vocab_size: int
@@ -66,8 +72,10 @@ class AWDLSTMConfig:
     tie_weights: bool = True
     out_bias: bool = True
     lstm_impl: str = "custom_vjp"
+    compute_dtype: str = precision.FLOAT32
 
     def __post_init__(self):
+        object.__setattr__(self, "compute_dtype", precision.canonical_dtype(self.compute_dtype))
         for name in ("vocab_size", "emb_sz", "n_hid", "n_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"AWDLSTMConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -212,6 +220,7 @@ def encoder_apply(
       (before output dropout); new_state is not gradient-stopped here.
     """
     train = rng is not None
+    dtype = precision.compute_dtype(config.compute_dtype)
     keys = (
         jax.random.split(rng, 2 + 2 * config.n_layers)
         if train
@@ -229,7 +238,12 @@ def encoder_apply(
                 weight_key, w_hh.shape, config.prob("weight_p"), w_hh.dtype
             )
         x, carry = lstm.lstm_layer(
-            layer_params, x, state[layer], lengths=lengths, impl=config.lstm_impl
+            layer_params,
+            x,
+            state[layer],
+            lengths=lengths,
+            impl=config.lstm_impl,
+            compute_dtype=dtype,
         )
         new_state.append(carry)
         if layer != config.n_layers - 1:
@@ -238,10 +252,15 @@ def encoder_apply(
 
 
 def decode(params: dict[str, Any], config: AWDLSTMConfig, hidden: jax.Array) -> jax.Array:
-    """fastai's `LinearDecoder` (after its dropout): float[..., emb_sz] -> float32[..., vocab]."""
+    """fastai's `LinearDecoder` (after its dropout): float[..., emb_sz] -> float32[..., vocab].
+
+    In bfloat16 the hidden states and the (tied) weight enter the matmul as bfloat16 and the
+    logits accumulate in float32, so the softmax and the loss see float32 logits.
+    """
     decoder = params["decoder"]
     weight = decoder["weight"] if "weight" in decoder else params["encoder"]["embedding"]
-    logits = jnp.einsum("...e,ve->...v", hidden, weight)
+    dtype = precision.compute_dtype(config.compute_dtype)
+    logits = precision.einsum("...e,ve->...v", hidden, weight, dtype)
     if "bias" in decoder:
         logits = logits + decoder["bias"]
     return logits.astype(jnp.float32)

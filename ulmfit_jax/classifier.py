@@ -21,6 +21,10 @@ Padding. Documents are right-padded to a multiple of `bptt` and carry their leng
 step leaves the LSTM state unchanged and is masked out of the pooling, and BPT3C chunks start at
 each document's first token exactly as when fastai runs that document alone. So a document's
 logits do not depend on its batch or its padding.
+
+Mixed precision (`compute_dtype="bfloat16"`): the encoder as in `ulmfit_jax.awd_lstm`, and the
+head's Linear layers take bfloat16 operands and accumulate in float32; pooling, BatchNorm (its
+batch statistics and running averages), the logits and the loss stay float32.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulmfit_jax import awd_lstm
+from ulmfit_jax import awd_lstm, precision
 from ulmfit_jax.validation import check_lengths, check_tokens, is_concrete
 
 BN_MOMENTUM = 0.1  # PyTorch's BatchNorm1d default, as fastai uses it
@@ -47,7 +51,8 @@ class ClassifierConfig:
 
     `ps` are the dropouts of the head's hidden blocks (fastai default 0.1 each); the first head
     block uses `output_p`. `drop_mult` scales every `*_p` of the encoder and `output_p`, as
-    fastai's `get_text_classifier` does (not `ps`).
+    fastai's `get_text_classifier` does (not `ps`). `compute_dtype`: "float32" or "bfloat16"
+    (see the module docstring).
     """
 
     vocab_size: int
@@ -67,9 +72,11 @@ class ClassifierConfig:
     ps: tuple[float, ...] | None = None
     drop_mult: float = 1.0
     lstm_impl: str = "custom_vjp"
+    compute_dtype: str = precision.FLOAT32
 
     def __post_init__(self):
         object.__setattr__(self, "lin_ftrs", tuple(int(n) for n in self.lin_ftrs))
+        object.__setattr__(self, "compute_dtype", precision.canonical_dtype(self.compute_dtype))
         if self.ps is not None:
             object.__setattr__(self, "ps", tuple(float(p) for p in self.ps))
             if len(self.ps) != len(self.lin_ftrs):
@@ -97,6 +104,7 @@ class ClassifierConfig:
             weight_p=self.weight_p,
             drop_mult=self.drop_mult,
             lstm_impl=self.lstm_impl,
+            compute_dtype=self.compute_dtype,
         )
 
     @property
@@ -264,6 +272,7 @@ def head_apply(
       `(logits float32[batch, n_class], new running statistics {layer_k: {"mean", "var"}})`.
     """
     train = rng is not None
+    dtype = precision.compute_dtype(config.compute_dtype)
     dropouts = config.head_dropouts
     n_blocks = len(dropouts)
     keys = jax.random.split(rng, n_blocks) if train else [None] * n_blocks
@@ -287,7 +296,7 @@ def head_apply(
         x = (x - mean) * jax.lax.rsqrt(var + BN_EPS) * bn["scale"] + bn["bias"]
         if train and dropouts[k] > 0.0:
             x = x * awd_lstm.dropout_mask(keys[k], x.shape, dropouts[k], x.dtype)
-        x = x @ block["linear"]["kernel"]
+        x = precision.matmul(x, block["linear"]["kernel"], dtype)  # float32 out
         if k != n_blocks - 1:
             x = jax.nn.relu(x)
     return x.astype(jnp.float32), new_stats

@@ -6,6 +6,8 @@
     python -m train.elmo --config train/configs/elmo_lm1b.py:sample --workdir runs/elmo_sample
     # seconds, for tests and CI (point data.train_files/valid_files at small text files):
     python -m train.elmo --config train/configs/elmo_lm1b.py:tiny --workdir /tmp/elmo_tiny
+    # any of them in bfloat16 mixed precision (float32 parameters, optimiser state and loss):
+    ... --config.model.compute_dtype=bfloat16
 
 Defaults are bilm-tf's `bin/train_elmo.py`: 2 x 4096/512 LSTM with skip connections and clips
 at 3, the 2048-filter character CNN with 2 highway layers, batch 128 x 20 steps, dropout 0.1,
@@ -56,6 +58,7 @@ def get_config(variant: str = "") -> ConfigDict:
     c.model.cell_clip = 3.0
     c.model.proj_clip = 3.0
     c.model.use_skip_connections = True
+    c.model.compute_dtype = "float32"  # "bfloat16": mixed precision (float32 params)
 
     c.train = ConfigDict()
     c.train.batch_size = 128
