@@ -30,6 +30,7 @@ from elmo_jax.train_data import (
     encode_corpus,
     read_sentence_files,
 )
+from ulmfit_jax import sharding
 from ulmfit_jax.run import Run, train_loop
 
 
@@ -48,6 +49,7 @@ def model_config(config) -> BiLMConfig:
         cell_clip=m.cell_clip or None,
         proj_clip=m.proj_clip or None,
         use_skip_connections=m.use_skip_connections,
+        compute_dtype=m.compute_dtype,
     )
 
 
@@ -130,7 +132,10 @@ def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
     options = train_options(config)
     t = config.train
     identity = {"program": "elmo", "stage": "pretrain"}
-    with Run(workdir, identity, config, resume=resume) as run:
+    mesh = sharding.mesh_for_batch(t.batch_size, t.get("num_devices", 0))
+    shard_index, shard_count = sharding.process_shard()
+    checkpoint_dir = t.get("checkpoint_dir", "") or None
+    with Run(workdir, identity, config, resume=resume, checkpoint_dir=checkpoint_dir) as run:
         train_sentences = read_split(config, "train")
         valid_sentences = read_split(config, "valid")
         vocab = vocabulary(config, run.workdir, train_sentences, resume)
@@ -145,6 +150,8 @@ def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
                 shuffle=t.shuffle,
                 seed=config.seed,
                 position=position,
+                shard_index=shard_index,  # this host's rows of every batch
+                shard_count=shard_count,
             )
             return training.NegativeSampling(batches, options, len(vocab), config.seed)
 
@@ -152,14 +159,16 @@ def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
         run.log(
             f"elmo pretrain: {train_corpus.num_sentences:,} train sentences "
             f"({train_corpus.num_tokens:,} tokens), {valid_corpus.num_sentences:,} valid, "
-            f"vocab {len(vocab):,}, {steps} steps of {t.batch_size}x{t.unroll_steps}"
+            f"vocab {len(vocab):,}, {steps} steps of {t.batch_size}x{t.unroll_steps}, "
+            f"{mesh.size} device(s) on {shard_count} host(s)"
         )
         optimizer = training.make_optimizer(options)
         params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
         state = training.init_train_state(
             params, model, optimizer, batch_size=t.batch_size, seed=config.seed
         )
-        step = training.step_fn(training.make_train_step(model, options))
+        state = training.shard_train_state(state, mesh)
+        step = training.step_fn(training.make_train_step(model, options, mesh))
         meta = {"stage": "pretrain", "model": model.to_options(), "vocab_size": len(vocab)}
         state = train_loop(
             run,
@@ -181,7 +190,7 @@ def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
             shuffle=False,
             repeat=False,
         )
-        metrics = training.evaluate(state["params"], model, valid)
+        metrics = training.evaluate(state["params"], model, valid, mesh)
         metrics["total_tokens"] = valid_corpus.num_tokens
         run.metrics.write(int(state["step"]), metrics, prefix="valid/")
         if run.is_main:

@@ -18,6 +18,10 @@ The training state (a checkpointable pytree, as `ulmfit_jax.lm_training`'s):
 
     {"step": int32[], "params": {"bilm": ..., "softmax": {"w", "b"}}, "opt_state": ...,
      "key": uint32[4] ("rbg" RNG key data), "lstm_state": {"h": [L, 2, B, P], "c": [L, 2, B, C]}}
+
+Steps run over a mesh of devices (`ulmfit_jax.sharding`; default: all of them): the batch
+(`[2, B, ...]`) and the carried state (`[L, 2, B, ...]`) split on their B axis, everything else
+replicated. The "rbg" dropout keys give the same masks however the batch is split.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from elmo_jax.sampled_softmax import (
 )
 from elmo_jax.train_data import BidirectionalBatches, LMBatch, Vocabulary
 from elmo_jax.weights import save_allennlp
+from ulmfit_jax import sharding
 
 Params = dict
 
@@ -164,8 +169,10 @@ def lm_top_layer(
     return top, state
 
 
-def _direction_losses(params, top, targets, negatives, options: TrainOptions, sampled: bool):
-    """Mean loss per direction: float[2]."""
+def _direction_losses(
+    params, top, targets, negatives, options: TrainOptions, sampled: bool, compute_dtype=None
+):
+    """Mean loss per direction: float[2]. Logits and losses are float32 for any compute dtype."""
     w, b = params["softmax"]["w"], params["softmax"]["b"]
     losses = []
     for d in range(2):
@@ -182,15 +189,30 @@ def _direction_losses(params, top, targets, negatives, options: TrainOptions, sa
                 expected[d],
                 tries[d],
                 remove_accidental_hits=options.remove_accidental_hits,
+                compute_dtype=compute_dtype,
             )
         else:
-            per_position = full_softmax_loss(w, b, h, y)
+            per_position = full_softmax_loss(w, b, h, y, compute_dtype=compute_dtype)
         losses.append(jnp.mean(per_position))
     return jnp.stack(losses)
 
 
+# Where the batch axis of each array is: chars [2, B, T, C], targets [2, B, T], the carried
+# state [L, 2, B, ...].
+BATCH_AXIS, STATE_BATCH_AXIS = 1, 2
+
+
+def shard_train_state(state: dict[str, Any], mesh: jax.sharding.Mesh) -> dict[str, Any]:
+    """Place a training state (global values, e.g. `init_train_state`'s) on `mesh`."""
+    return sharding.put_tree(
+        state, sharding.state_shardings(state, mesh, {"lstm_state": STATE_BATCH_AXIS})
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def make_train_step(config: BiLMConfig, options: TrainOptions):
+def make_train_step(
+    config: BiLMConfig, options: TrainOptions, mesh: jax.sharding.Mesh | None = None
+):
     """A jitted, state-donating `(state, chars, targets, negatives) -> (state, metrics)`.
 
     The optimizer is `make_optimizer(options)`. `negatives` is a `Negatives` (ignored with the
@@ -198,21 +220,40 @@ def make_train_step(config: BiLMConfig, options: TrainOptions):
     unscaled), `forward_loss`, `backward_loss` and `grad_norm` (before clipping, of the scaled
     loss, as bilm-tf's `norm_grad` summary). Cached per (config, options), so a resumed or
     repeated run in one process reuses the compiled step.
+
+    The step runs over `mesh` (default: every device), rows split over its devices: the batch
+    size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
     """
     optimizer = make_optimizer(options)
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    rep = sharding.replicated(mesh)
+    rows = sharding.batch_sharding(mesh, BATCH_AXIS)
+    state_sharding = {k: rep for k in ("step", "params", "opt_state", "key")}
+    state_sharding["lstm_state"] = sharding.batch_sharding(mesh, STATE_BATCH_AXIS)
 
     def loss_fn(params, lstm_state, chars, targets, negatives, key):
         top, lstm_state = lm_top_layer(
             params, config, chars, lstm_state, dropout=options.dropout, rng=key
         )
         losses = _direction_losses(
-            params, top, targets, negatives, options, sampled=options.sample_softmax
+            params,
+            top,
+            targets,
+            negatives,
+            options,
+            sampled=options.sample_softmax,
+            compute_dtype=config.compute_dtype,
         )
         loss = 0.5 * (losses[0] + losses[1])
         return loss * options.unroll_steps, (lstm_state, loss, losses)
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state, chars, targets, negatives):
+    @functools.partial(
+        jax.jit,
+        donate_argnums=0,
+        in_shardings=(state_sharding, rows, rows, rep),
+        out_shardings=(state_sharding, rep),
+    )
+    def jitted(state, chars, targets, negatives):
         key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"], impl=KEY_IMPL))
         grads, (lstm_state, loss, losses) = jax.grad(loss_fn, has_aux=True)(
             state["params"], state["lstm_state"], chars, targets, negatives, step_key
@@ -233,6 +274,13 @@ def make_train_step(config: BiLMConfig, options: TrainOptions):
         }
         return new_state, metrics
 
+    def train_step(state, chars, targets, negatives):
+        sharding.check_batch(mesh, chars.shape[BATCH_AXIS], "biLM batch size")
+        state = sharding.put_tree(state, state_sharding)
+        chars, targets = sharding.put_tree((chars, targets), rows)
+        return jitted(state, chars, targets, sharding.put_replicated(negatives, mesh))
+
+    train_step.mesh, train_step.jitted = mesh, jitted
     return train_step
 
 
@@ -279,40 +327,82 @@ class NegativeSampling:
 
 
 def step_fn(train_step):
-    """Adapt a train step to `ulmfit_jax.run.train_loop`'s `(state, LMBatch)` interface."""
+    """Adapt a train step to `ulmfit_jax.run.train_loop`'s `(state, LMBatch)` interface.
+
+    `batch` holds this host's rows (`BidirectionalBatches(shard_index=jax.process_index(),
+    ...)`), assembled into the global batch on the step's mesh; the negatives are the same on
+    every host.
+    """
+    mesh = train_step.mesh
 
     def step(state, batch: LMBatch):
-        negatives = Negatives(*(jnp.asarray(x) for x in batch.negatives))
-        return train_step(state, jnp.asarray(batch.chars), jnp.asarray(batch.targets), negatives)
+        chars, targets = sharding.put_batch((batch.chars, batch.targets), mesh, BATCH_AXIS)
+        negatives = sharding.put_replicated(Negatives(*batch.negatives), mesh)
+        return train_step(state, chars, targets, negatives)
 
     return step
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _eval_window(params, config: BiLMConfig, lstm_state, chars, targets):
-    top, lstm_state = lm_top_layer(params, config, chars, lstm_state)
-    w, b = params["softmax"]["w"], params["softmax"]["b"]
-    nll = [
-        jnp.sum(full_softmax_loss(w, b, top[d].reshape(-1, top.shape[-1]), targets[d].reshape(-1)))
-        for d in range(2)
-    ]
-    return jnp.stack(nll), lstm_state
+@functools.lru_cache(maxsize=16)
+def _eval_window(config: BiLMConfig, mesh: jax.sharding.Mesh, split: bool):
+    rep = sharding.replicated(mesh)
+    rows = sharding.batch_sharding(mesh, BATCH_AXIS) if split else rep
+    state_rows = sharding.batch_sharding(mesh, STATE_BATCH_AXIS) if split else rep
+
+    @functools.partial(
+        jax.jit, in_shardings=(rep, state_rows, rows, rows), out_shardings=(rep, state_rows)
+    )
+    def window(params, lstm_state, chars, targets):
+        top, lstm_state = lm_top_layer(params, config, chars, lstm_state)
+        w, b = params["softmax"]["w"], params["softmax"]["b"]
+        nll = [
+            jnp.sum(
+                full_softmax_loss(
+                    w,
+                    b,
+                    top[d].reshape(-1, top.shape[-1]),
+                    targets[d].reshape(-1),
+                    compute_dtype=config.compute_dtype,
+                )
+            )
+            for d in range(2)
+        ]
+        return jnp.stack(nll), lstm_state
+
+    return window
 
 
-def evaluate(params: Params, config: BiLMConfig, batches: Iterable[LMBatch]) -> dict[str, float]:
+def evaluate(
+    params: Params,
+    config: BiLMConfig,
+    batches: Iterable[LMBatch],
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, float]:
     """Full-softmax loss and perplexity over a test-mode stream (bilm-tf's `test`), the LSTM
     state carried from window to window.
+
+    The batches are global (every host reads the same ones); their rows are split over `mesh`
+    (default: every device) when they divide evenly, else every device computes all of them.
 
     Returns:
       `loss` (mean of the two directions' mean losses; bilm-tf's reported perplexity is its
       exp), `perplexity`, `forward_perplexity`, `backward_perplexity` and `tokens` (per
       direction).
     """
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    params = sharding.put_replicated(params, mesh)
     nll, count, state = np.zeros(2), 0, None
     for batch in batches:
+        rows = batch.targets.shape[BATCH_AXIS]
+        split = sharding.fits(mesh, rows)
         if state is None:
-            state = zero_state(config, batch.targets.shape[1])
-        window, state = _eval_window(params, config, state, batch.chars, batch.targets)
+            state_place = sharding.batch_sharding(mesh, STATE_BATCH_AXIS) if split else None
+            state = sharding.put_tree(
+                zero_state(config, rows), state_place or sharding.replicated(mesh)
+            )
+        place = sharding.batch_sharding(mesh, BATCH_AXIS) if split else sharding.replicated(mesh)
+        chars, targets = sharding.put_tree((batch.chars, batch.targets), place)
+        window, state = _eval_window(config, mesh, split)(params, state, chars, targets)
         nll += np.asarray(window, np.float64)
         count += batch.targets[0].size
     if count == 0:

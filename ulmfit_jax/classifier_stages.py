@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ulmfit_jax import classifier, param_groups, text_data
+from ulmfit_jax import classifier, param_groups, sharding, text_data
 from ulmfit_jax.classifier import ClassifierConfig
 from ulmfit_jax.classifier_batches import ClassifierBatches
 from ulmfit_jax.classifier_training import (
@@ -88,6 +88,7 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
         bptt=m.bptt,
         max_len=m.max_len,
         drop_mult=m.drop_mult,
+        compute_dtype=m.compute_dtype,
     )
     key = jax.random.key(config.seed)
     if lm_params is not None:
@@ -95,7 +96,9 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
     else:
         params = classifier.init_classifier_params(key, model)
     t = config.train
-    loader = ClassifierBatches(
+    mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
+    shard_index, shard_count = sharding.process_shard()
+    loader = ClassifierBatches(  # this host's rows of every batch; the last partial one dropped
         train_ids,
         train_labels,
         batch_size=t.batch_size,
@@ -104,6 +107,8 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
         pad_multiple=m.bptt,
         backward=config.backward,
         max_len=t.max_tokens or None,
+        shard_index=shard_index,
+        shard_count=shard_count,
     )
     test_batches = ClassifierBatches(
         test_ids,
@@ -127,23 +132,32 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
     }
 
     def make_state(p, optimizer):
-        return init_classifier_train_state(p, optimizer, seed=config.seed)
+        return place(init_classifier_train_state(p, optimizer, seed=config.seed))
+
+    def place(state):
+        return sharding.put_replicated(state, mesh)
 
     def make_step(optimizer):
-        step = make_classifier_train_step(model, optimizer, alpha=t.alpha, beta=t.beta)
+        step = make_classifier_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
         return lambda trainable: classifier_step_fn(step, trainable)
 
     results = {}
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
-    with Run(workdir, identity, config, resume=resume) as run:
+    with Run(
+        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+    ) as run:
         run.log(
             f"classify: {len(train_ids):,} train / {len(test_ids):,} test docs, {n_class} classes,"
             f" vocab {len(vocab):,}, {'fine-tuned LM' if lm_params is not None else 'from scratch'}"
-            f", {loader.num_batches()} batches per epoch"
+            f", {loader.num_batches()} batches per epoch, {mesh.size} device(s) on "
+            f"{shard_count} host(s)"
         )
 
         def after_phase(index, state):
-            probs, gold = predict_batches(state["params"], model, test_batches.epoch_batches(0))
+            # Every host evaluates the whole test set, its rows split over the mesh.
+            probs, gold = predict_batches(
+                state["params"], model, test_batches.epoch_batches(0), mesh
+            )
             results["accuracy"] = accuracy(probs, gold)
             run.metrics.write(int(state["step"]), results, prefix="test/")
             run.log(f"after phase {index + 1}: test accuracy {results['accuracy']:.4f}")
@@ -158,6 +172,7 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
             loader=loader,
             meta=meta,
             after_phase=after_phase,
+            place_state=place,
         )
         if "accuracy" not in results:
             after_phase(len(config.phases) - 1, state)
@@ -180,7 +195,8 @@ def evaluate_stage(config) -> dict:
     if len(predictors) > 1:
         results["ensemble"] = accuracy(ensemble_predict(predictors, texts), labels)
     for name, value in results.items():
-        print(f"test accuracy {value:.4f} (error {1 - value:.4f}): {name}")
+        if jax.process_index() == 0:
+            print(f"test accuracy {value:.4f} (error {1 - value:.4f}): {name}")
     return results
 
 
@@ -204,6 +220,8 @@ def predict_stage(config) -> Path:
     texts = read_texts(source, config.predict.text_field)
     probs = ensemble_predict(predictors, texts)
     names = predictors[0].label_names or [str(i) for i in range(probs.shape[1])]
+    if jax.process_index() != 0:  # every host computes; the first writes
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix.lower() == ".jsonl":
         with open(target, "w", encoding="utf-8") as f:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulmfit_jax import awd_lstm, fastai_weights, optim, param_groups, text_data
+from ulmfit_jax import awd_lstm, fastai_weights, optim, param_groups, sharding, text_data
 from ulmfit_jax.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.checkpointing import Checkpointer
 from ulmfit_jax.lm_stream import LMStream, LoaderState
@@ -35,6 +35,7 @@ from ulmfit_jax.lm_training import (
     lm_step_fn,
     make_lm_train_step,
     reset_lstm_state,
+    shard_lm_train_state,
 )
 from ulmfit_jax.run import Run, train_loop
 from ulmfit_jax.vocab import Vocab
@@ -124,6 +125,7 @@ def run_phases(
     loader,
     meta,
     after_phase=None,
+    place_state=None,
 ):
     """Train through every phase of `config.phases`, resuming where a checkpoint left off.
 
@@ -135,7 +137,10 @@ def run_phases(
       make_step: `(optimizer, trainable) -> step_fn` for `train_loop`.
       loader: an `LMStream` or `ClassifierBatches` (epochs continue across phases).
       after_phase: `(phase_index, state) -> None`, e.g. an evaluation.
+      place_state: `state -> state` putting a state on the devices (e.g. on the step's mesh),
+        so that a checkpoint is restored straight into place.
     """
+    place_state = place_state or (lambda s: s)
     all_phases = phases(config)
     steps_per_epoch = loader.num_batches()
     ends = np.cumsum([p.epochs * steps_per_epoch for p in all_phases]).tolist()
@@ -158,6 +163,7 @@ def run_phases(
             schedule=config.optim.schedule,
         )
         state["step"] = jnp.asarray(start, jnp.int32)
+        state = place_state(state)
         trainable = optim.trainable_groups(labels, phase.trainable_groups or None)
         if "step" not in step_fn_cache:
             step_fn_cache["step"] = make_step(optimizer)
@@ -188,7 +194,8 @@ def run_phases(
         if after_phase is not None:
             after_phase(index, state)
     if resume_step is not None and resume_step >= ends[-1]:
-        state, _ = run.checkpointer.restore(state)  # everything was done: load the result
+        # Everything was done: load the result.
+        state, _ = run.checkpointer.restore(place_state(state))
     return state
 
 
@@ -205,6 +212,7 @@ def lm_config(config, vocab_size: int) -> AWDLSTMConfig:
         n_hid=m.n_hid,
         n_layers=m.n_layers,
         drop_mult=m.drop_mult,
+        compute_dtype=m.compute_dtype,
     )
 
 
@@ -281,7 +289,9 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
     train_ids = text_data.numericalize(train_docs, vocab)
     valid_ids = text_data.numericalize(valid_docs, vocab)
     t = config.train
-    loader = LMStream(
+    mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
+    shard_index, shard_count = sharding.process_shard()
+    loader = LMStream(  # this host's rows of every batch
         train_ids,
         batch_size=t.batch_size,
         bptt=t.bptt,
@@ -289,6 +299,8 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
         shuffle=True,
         backward=config.backward,
         variable_bptt=t.variable_bptt,
+        shard_index=shard_index,
+        shard_count=shard_count,
     )
     labels = param_groups.lm_param_groups(params)
     meta = {
@@ -299,18 +311,21 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
     }
 
     def make_state(p, optimizer):
-        return init_lm_train_state(p, model, optimizer, batch_size=t.batch_size, seed=config.seed)
+        state = init_lm_train_state(p, model, optimizer, batch_size=t.batch_size, seed=config.seed)
+        return shard_lm_train_state(state, mesh)
 
     def make_step(optimizer):
-        step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta)
+        step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
         return lambda trainable: lm_step_fn(step, trainable)
 
     identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
-    with Run(workdir, identity, config, resume=resume) as run:
+    with Run(
+        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+    ) as run:
         run.log(
             f"{stage}: {len(train_ids):,} train docs ({sum(map(len, train_ids)):,} tokens), "
             f"{len(valid_ids):,} valid docs, vocab {len(vocab):,}, {loader.num_batches()} "
-            f"batches per epoch"
+            f"batches per epoch, {mesh.size} device(s) on {shard_count} host(s)"
         )
         state = run_phases(
             run,
@@ -321,6 +336,7 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
             make_step=make_step,
             loader=loader,
             meta=meta,
+            place_state=lambda state: shard_lm_train_state(state, mesh),
         )
         valid = LMStream(
             valid_ids,
@@ -329,7 +345,7 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
             shuffle=False,
             backward=config.backward,
         )
-        metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0))
+        metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0), mesh)
         run.metrics.write(int(state["step"]), metrics, prefix="valid/")
         export_params(workdir, state["params"], dict(meta, valid=metrics))
         run.log(

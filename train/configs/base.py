@@ -39,6 +39,7 @@ def base_config(stage: str) -> ConfigDict:
     c.model.bptt = 72  # classifier BPT3C chunk
     c.model.max_len = 72 * 20
     c.model.lin_ftrs = (50,)
+    c.model.compute_dtype = "float32"  # "bfloat16": mixed precision (float32 params)
 
     c.train = ConfigDict()
     c.train.batch_size = 64
@@ -49,6 +50,10 @@ def base_config(stage: str) -> ConfigDict:
     c.train.checkpoint_every = 500
     c.train.log_every = 50
     c.train.max_tokens = 0  # classifier: keep each document's first N tokens (0 = all)
+    # Devices of the data-parallel mesh, over all hosts. 0: every device the batch splits over
+    # (all of them when batch_size is a multiple of their number).
+    c.train.num_devices = 0
+    c.train.checkpoint_dir = ""  # "" = WORKDIR/checkpoints; several hosts: gs://bucket/...
 
     c.optim = ConfigDict()
     c.optim.schedule = "stlr"  # "stlr" (the paper) | "one_cycle" (fastai) | "constant"
