@@ -1,267 +1,323 @@
-"""Benchmark the AWD-LSTM language-model training step against PyTorch and the hardware limit.
+"""Benchmark ULMFiT and ELMo against PyTorch and the hardware limit, on this machine, in one run.
 
-    python -m train.bench [--sizes small,full] [--steps 5] [--json out.json]
+    python -m train.bench [--benchmarks lm,classifier,elmo] [--sizes small,full] [--steps 5]
+        [--impls custom_vjp,autodiff] [--dtypes float32] [--no-torch] [--json out.json]
+        [--markdown out.md] [--quick] [--no-isolate] [--no-compile-checks]
+    python -m train.bench --from-json out.json --markdown -      # re-render a saved run
 
-For each size it measures, on this machine and in this run:
+Benchmarks (one module each):
 
-* ours: one jitted training step (forward with fastai's dropouts, cross-entropy, gradients,
-  Adam update) with the custom-VJP recurrence and with plain autodiff through `lax.scan`;
-* PyTorch: the same model built from `torch.nn.LSTM`'s kernel (`torch._VF.lstm`, the call
-  `nn.LSTM` makes) with fastai's weight dropout, embedding dropout and locked dropouts;
-* the limit: FLOPs per token divided into the measured float32 matmul peak of the device.
+* `lm` (train/bench_lm.py): AWD-LSTM language-model training, tokens/s;
+* `classifier` (train/bench_classifier.py): ULMFiT classifier training (BPT3C), documents/s;
+* `elmo` (train/bench_elmo.py): ELMo embedding (inference, random weights), tokens/s.
 
-Timings are medians over `--steps` steps after warm-up; compile time is the first step.
+Each variant (ours per LSTM implementation and dtype; PyTorch equivalents when torch is
+installed) runs in a fresh subprocess, so its peak memory is its own: the device allocator's
+`peak_bytes_in_use` where the device reports one, else the process's peak RSS (which includes
+the interpreter and libraries: `base_mib` in the JSON is the RSS before the model was built).
+Step time is the median over `--steps` steps after the first; compile time is the first step
+minus that median. The limit is FLOPs per item (token or document) over the measured matmul
+peak of the device; `of limit` is the fraction of it reached. The compilation checks run the
+real train steps (tiny model) over a simulated epoch of real-length-distributed batches and
+compare the step's compilations with the epoch's distinct padded widths.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
-import platform
+import os
+import subprocess
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from train import bench_classifier, bench_common, bench_elmo, bench_lm
 
-import ulmfit_jax
-from ulmfit_jax import awd_lstm
-
-SIZES = {
-    # The shape measured in ../shared/STACK_NOTES.md.
-    "small": dict(vocab=10_000, emb=400, hid=1152, layers=3, batch=32, bptt=70),
-    # fastai's full size as the issue specifies it.
-    "full": dict(vocab=60_000, emb=400, hid=1152, layers=3, batch=64, bptt=72),
-}
+BENCHMARKS = {"lm": bench_lm, "classifier": bench_classifier, "elmo": bench_elmo}
+SIZE_ALIASES = {"elmo": {"full": "original"}}
+MARKER = "BENCH_RESULT "
 
 
-def lm_flops_per_token(size: dict) -> float:
-    """Matmul FLOPs of one training token: forward (2 per MAC) times 3 for forward + backward."""
-    forward = 0.0
-    for layer in range(size["layers"]):
-        n_in = size["emb"] if layer == 0 else size["hid"]
-        n_out = size["emb"] if layer == size["layers"] - 1 else size["hid"]
-        forward += 2 * 4 * n_out * (n_in + n_out)
-    forward += 2 * size["emb"] * size["vocab"]
-    return 3 * forward
+def supports_compute_dtype(benchmark: str) -> bool:
+    """Whether a benchmark's model config takes a `compute_dtype` (for bfloat16 rows)."""
+    from ulmfit_jax import AWDLSTMConfig, ClassifierConfig
+
+    config = {"lm": AWDLSTMConfig, "classifier": ClassifierConfig}.get(benchmark)
+    return config is not None and "compute_dtype" in {f.name for f in dataclasses.fields(config)}
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul throughput of the default JAX device (FLOP/s)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times)
+def variants(benchmark: str, impls: list[str], dtypes: list[str], torch: bool) -> list[str]:
+    """Ours for every LSTM impl and dtype the model supports, then the PyTorch equivalents."""
+    module = BENCHMARKS[benchmark]
+    if not supports_compute_dtype(benchmark):
+        dtypes = ["float32"]
+    if benchmark == "elmo":
+        ours = ["jax"]  # the biLM has one implementation
+    else:
+        ours = [
+            f"jax {impl}" + ("" if dtype == "float32" else f" {dtype}")
+            for impl in impls
+            for dtype in dtypes
+        ]
+    return ours + (list(module.TORCH_VARIANTS) if torch else [])
 
 
-def _median_step_time(step, steps: int) -> tuple[float, float]:
-    """(first call seconds, median of the next `steps` calls)."""
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
+# --------------------------------------------------------------------------------------------
+# One measurement, in this process (the worker's job)
+# --------------------------------------------------------------------------------------------
 
 
-def bench_jax(size: dict, impl: str, steps: int) -> dict:
-    config = ulmfit_jax.AWDLSTMConfig(
-        vocab_size=size["vocab"],
-        emb_sz=size["emb"],
-        n_hid=size["hid"],
-        n_layers=size["layers"],
-        lstm_impl=impl,
-    )
-    params = ulmfit_jax.init_lm_params(jax.random.key(0), config)
-    opt = optax.adam(1e-3, b1=0.7, b2=0.99)
-    opt_state = opt.init(params)
-    rng = np.random.default_rng(0)
-    tokens = jnp.asarray(rng.integers(0, size["vocab"], (size["batch"], size["bptt"] + 1)))
-    state = awd_lstm.zero_state(config, size["batch"])
+def _device_info(dtypes: list[str]) -> dict:
+    import jax
 
-    def loss_fn(params, state, key):
-        out = awd_lstm.lm_forward(params, config, tokens[:, :-1], state, train=True, rng=key)
-        loss = optax.softmax_cross_entropy_with_integer_labels(out.logits, tokens[:, 1:]).mean()
-        return loss + awd_lstm.ar_tar_penalty(out.raw_output, out.dropped_output), out.state
-
-    @functools_partial_jit
-    def train_step(params, opt_state, state, key):
-        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, key)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, state, loss
-
-    carry = {"params": params, "opt": opt_state, "state": state, "key": jax.random.key(1)}
-
-    def step():
-        carry["key"], key = jax.random.split(carry["key"])
-        carry["params"], carry["opt"], carry["state"], loss = train_step(
-            carry["params"], carry["opt"], carry["state"], key
-        )
-        loss.block_until_ready()
-
-    first, median = _median_step_time(step, steps)
-    return {"compile_s": first - median, "step_s": median}
+    device = jax.devices()[0]
+    info = {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "threads": bench_common.cpu_threads(),
+        "jax_version": jax.__version__,
+        "peak_flops": {d: bench_common.matmul_peak_flops(d) for d in dtypes},
+    }
+    name = device.device_kind
+    if device.platform == "cpu":
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+        except (OSError, StopIteration):
+            pass
+    info["device"] = f"{device.platform} ({name})"
+    return info
 
 
-def functools_partial_jit(fn):
-    return jax.jit(fn, donate_argnums=(0, 1, 2))
-
-
-def bench_torch(size: dict, steps: int) -> dict | None:
-    try:
+def run_job(job: dict) -> dict:
+    """Run one job: `{"info": dtypes}`, `{"check": benchmark, "quick": bool}` or a measurement
+    `{"benchmark", "size", "variant", "steps", "platform"}`."""
+    if "info" in job:
+        return _device_info(job["info"])
+    if "check" in job:
+        module = BENCHMARKS[job["check"]]
+        spec = module.QUICK_EPOCH if job.get("quick") else module.EpochSpec()
+        return module.epoch_compilations(spec)
+    module = BENCHMARKS[job["benchmark"]]
+    size = module.SIZES[job["size"]]
+    if job["variant"].startswith("torch"):
+        torch_device = "cpu"
         import torch
-    except ImportError:
-        return None
-    torch.manual_seed(0)
-    torch.set_num_threads(_cpu_threads())
-    dims = []
-    for layer in range(size["layers"]):
-        n_in = size["emb"] if layer == 0 else size["hid"]
-        n_out = size["emb"] if layer == size["layers"] - 1 else size["hid"]
-        dims.append((n_in, n_out))
-    emb = torch.nn.Parameter(torch.empty(size["vocab"], size["emb"]).uniform_(-0.1, 0.1))
-    layers = [torch.nn.LSTM(n_in, n_out, batch_first=True) for n_in, n_out in dims]
-    dec_bias = torch.nn.Parameter(torch.zeros(size["vocab"]))
-    params = [emb, dec_bias] + [p for lstm in layers for p in lstm.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.7, 0.99))
-    p = awd_lstm.LM_DROPOUTS
-    tokens = torch.randint(0, size["vocab"], (size["batch"], size["bptt"] + 1))
-    hidden = [
-        (torch.zeros(1, size["batch"], n_out), torch.zeros(1, size["batch"], n_out))
-        for _, n_out in dims
-    ]
 
-    def locked(x, prob):
-        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - prob) / (1 - prob)
-        return x * mask
+        if job.get("platform") == "gpu" and torch.cuda.is_available():
+            torch_device = "cuda"
+        base = bench_common.current_rss_mib()
+        result = module.measure_torch(size, job["variant"], job["steps"], torch_device)
+        peak, scope = bench_common.torch_peak_mib(torch_device)
+        result["compile_s"] = None  # eager: nothing to compile
+        result["torch_version"] = torch.__version__
+        result["torch_device"] = torch_device
+    else:
+        import jax
 
-    def step():
-        nonlocal hidden
-        opt.zero_grad()
-        row_mask = emb.new_empty(size["vocab"], 1).bernoulli_(1 - p["embed_p"]) / (1 - p["embed_p"])
-        x = torch.nn.functional.embedding(tokens[:, :-1], emb * row_mask)
-        x = locked(x, p["input_p"])
-        new_hidden = []
-        for layer, lstm in enumerate(layers):
-            w_hh = torch.nn.functional.dropout(lstm.weight_hh_l0, p["weight_p"])
-            weights = [lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0]
-            x, h, c = torch._VF.lstm(x, hidden[layer], weights, True, 1, 0.0, True, False, True)
-            new_hidden.append((h.detach(), c.detach()))
-            if layer != len(layers) - 1:
-                x = locked(x, p["hidden_p"])
-        raw = x
-        dropped = locked(raw, p["output_p"])
-        logits = dropped @ emb.t() + dec_bias
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, size["vocab"]), tokens[:, 1:].reshape(-1)
-        )
-        loss = loss + 2.0 * dropped.pow(2).mean() + (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
-        loss.backward()
-        opt.step()
-        hidden = new_hidden
-
-    first, median = _median_step_time(step, steps)
-    return {"compile_s": 0.0, "step_s": median, "first_s": first}
+        jax.devices()  # start the backend before taking the baseline
+        base = bench_common.current_rss_mib()
+        result = module.measure_jax(size, job["variant"], job["steps"])
+        peak, scope = bench_common.jax_peak_mib()
+        result["compile_s"] = max(result["first_s"] - result["step_s"], 0.0)
+        # Measured again beside each variant: on a shared machine one early measurement can
+        # catch a busy moment; the run keeps the highest (`finalize_limits`).
+        result["matmul_peak_flops"] = bench_common.matmul_peak_flops("float32", repeats=3)
+    return {**result, "peak_mib": peak, "base_mib": base, "peak_scope": scope}
 
 
-def _cpu_threads() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-@dataclasses.dataclass
-class Row:
-    size: str
-    variant: str
-    tokens_per_s: float
-    step_s: float
-    compile_s: float
-    vs_torch: float | None
-    of_limit: float
+def _worker(job_json: str) -> None:
+    result = run_job(json.loads(job_json))
+    print(MARKER + json.dumps(result), flush=True)
 
 
-def main(argv: list[str] | None = None) -> list[Row]:
+def run_isolated(job: dict, timeout: float | None = None) -> dict:
+    """Run a job in a fresh Python process; `{"error": ...}` when it fails."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "train.bench", "--worker", json.dumps(job)]
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {proc.returncode}: {tail}"}
+
+
+def run_here(job: dict) -> dict:
+    try:
+        result = run_job(job)
+    except Exception as e:  # noqa: BLE001 (one failed variant must not end the benchmark)
+        return {"error": f"{type(e).__name__}: {e}"}
+    if "peak_scope" in result and result["peak_scope"] == "process":
+        result["peak_scope"] = "process (not isolated)"
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The whole program
+# --------------------------------------------------------------------------------------------
+
+
+def _row(benchmark, size_name, variant, measurement, module, size, peak_flops) -> dict:
+    dtype = variant.split()[2] if variant.startswith("jax") and len(variant.split()) > 2 else None
+    flops = module.flops_per_item(size)
+    peak = peak_flops.get(dtype or "float32", peak_flops["float32"])
+    row = {
+        "benchmark": benchmark,
+        "size": size_name,
+        "variant": variant,
+        "dtype": dtype or "float32",
+        "unit": module.UNIT,
+        "items_per_step": module.items_per_step(size),
+        "flops_per_item": flops,
+        "throughput": 0.0,
+        "step_s": None,
+        "compile_s": None,
+        "peak_mib": None,
+        "vs_torch": None,
+        "of_limit": None,
+        **measurement,
+    }
+    if "error" not in measurement:
+        row["throughput"] = row["items_per_step"] / row["step_s"]
+        row["of_limit"] = row["throughput"] * flops / peak
+    return row
+
+
+def measure_size(
+    run, benchmark: str, size_name: str, names: list[str], info: dict, steps: int
+) -> list[dict]:
+    """Rows of one benchmark size: every variant, then the ratios to the PyTorch reference."""
+    module = BENCHMARKS[benchmark]
+    size = module.SIZES[size_name]
+    rows = []
+    for variant in names:
+        job = {"benchmark": benchmark, "size": size_name, "variant": variant, "steps": steps}
+        measured = run(job | {"platform": info["platform"]})
+        row = _row(benchmark, size_name, variant, measured, module, size, info["peak_flops"])
+        rows.append(row)
+        status = row.get("error") or f"{row['throughput']:,.1f} {module.UNIT}"
+        print(f"  {variant}: {status}", flush=True)
+    reference = next((r for r in rows if r["variant"] == module.REFERENCE), None)
+    if reference and "error" not in reference:
+        for r in rows:
+            if "error" not in r:
+                r["vs_torch"] = r["throughput"] / reference["throughput"]
+    return rows
+
+
+def finalize_limits(result: dict) -> None:
+    """Set the float32 peak to the highest measured in the run, then every limit from it."""
+    seen = [r["matmul_peak_flops"] for r in result["rows"] if r.get("matmul_peak_flops")]
+    peaks = result["peak_flops"]
+    peaks["float32"] = max([peaks["float32"], *seen])
+    for lim in result["limits"]:
+        lim["limit"] = peaks["float32"] / lim["flops_per_item"]
+    for r in result["rows"]:
+        if "error" not in r:
+            r["of_limit"] = (
+                r["throughput"] * r["flops_per_item"] / peaks.get(r["dtype"], peaks["float32"])
+            )
+
+
+def measure(args) -> dict:
+    run = run_here if args.no_isolate else run_isolated
+    torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    dtypes = args.dtypes.split(",")
+    for benchmark in args.benchmarks.split(","):
+        if dtypes != ["float32"] and not supports_compute_dtype(benchmark):
+            print(f"{benchmark}: float32 only (its config has no compute_dtype)")
+    info = run({"info": sorted(set(dtypes) | {"float32"})})
+    if "error" in info:
+        raise SystemExit(f"could not start JAX: {info['error']}")
+    peaks = ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in info["peak_flops"].items())
+    print(f"device: {info['device']}, {info['threads']} threads; matmul peak {peaks}")
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        **info,
+        "steps": args.steps,
+        "isolated": not args.no_isolate,
+        "rows": [],
+        "limits": [],
+        "compile_checks": [],
+    }
+    for benchmark in args.benchmarks.split(","):
+        module = BENCHMARKS[benchmark]
+        for size_name in args.sizes.split(","):
+            size_name = SIZE_ALIASES.get(benchmark, {}).get(size_name, size_name)
+            size = module.SIZES[size_name]
+            flops = module.flops_per_item(size)
+            limit = info["peak_flops"]["float32"] / flops
+            result["limits"].append(
+                {"benchmark": benchmark, "size": size_name, "unit": module.UNIT}
+                | {"flops_per_item": flops, "limit": limit}
+            )
+            print(f"{benchmark} {size_name}: {size}; limit {limit:,.0f} {module.UNIT}")
+            names = variants(benchmark, args.impls.split(","), dtypes, torch)
+            result["rows"] += measure_size(run, benchmark, size_name, names, info, args.steps)
+        if not args.no_compile_checks and hasattr(module, "epoch_compilations"):
+            check = run({"check": benchmark, "quick": args.quick})
+            if "error" not in check:
+                result["compile_checks"].append(check)
+            print(f"  compilations over an epoch: {check}", flush=True)
+    finalize_limits(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,full")
+    parser.add_argument("--benchmarks", default="lm,classifier,elmo")
+    parser.add_argument("--sizes", default="small,full", help="'full' is ELMo's 'original'")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--impls", default="custom_vjp,autodiff")
+    parser.add_argument(
+        "--impls", default=None, help="LSTM impls (default custom_vjp,autodiff; quick: custom_vjp)"
+    )
+    parser.add_argument("--dtypes", default="float32", help="e.g. float32,bfloat16")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--markdown", default=None, help="write the README table here (- prints)")
+    parser.add_argument("--from-json", default=None, help="render a saved result, measure nothing")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 steps (smoke test)")
+    parser.add_argument("--no-isolate", action="store_true", help="measure in this process")
+    parser.add_argument("--no-compile-checks", action="store_true")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args.worker)
+        return {}
+    if args.quick:
+        args.sizes, args.steps = "tiny", min(args.steps, 2)
+    if args.impls is None:
+        args.impls = "custom_vjp" if args.quick else "custom_vjp,autodiff"
 
-    peak = matmul_peak_flops()
-    device = jax.devices()[0]
-    print(
-        f"device: {device.platform} {device.device_kind} ({platform.processor() or 'cpu'}), "
-        f"{_cpu_threads()} threads; float32 matmul peak {peak / 1e9:.0f} GFLOP/s"
-    )
-    rows: list[Row] = []
-    for name in args.sizes.split(","):
-        size = SIZES[name]
-        tokens = size["batch"] * size["bptt"]
-        limit = peak / lm_flops_per_token(size)
-        torch_result = None if args.no_torch else bench_torch(size, args.steps)
-        torch_tps = tokens / torch_result["step_s"] if torch_result else None
-        for impl in args.impls.split(","):
-            result = bench_jax(size, impl, args.steps)
-            tps = tokens / result["step_s"]
-            rows.append(
-                Row(
-                    name,
-                    f"jax {impl}",
-                    tps,
-                    result["step_s"],
-                    result["compile_s"],
-                    tps / torch_tps if torch_tps else None,
-                    tps / limit,
-                )
-            )
-        if torch_result:
-            rows.append(
-                Row(
-                    name,
-                    "torch nn.LSTM",
-                    torch_tps,
-                    torch_result["step_s"],
-                    0.0,
-                    1.0,
-                    torch_tps / limit,
-                )
-            )
-        print(f"{name}: {size}; limit {limit:,.0f} tokens/s")
-
-    header = f"{'size':6} {'variant':16} {'tokens/s':>9} {'step s':>7} {'compile s':>9} "
-    print(header + f"{'vs torch':>8} {'of limit':>8}")
-    for r in rows:
-        vs = f"{r.vs_torch:.2f}x" if r.vs_torch else "-"
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+    else:
+        result = measure(args)
+    print(bench_common.render_table(result["rows"]))
+    for check in result["compile_checks"]:
         print(
-            f"{r.size:6} {r.variant:16} {r.tokens_per_s:9,.0f} {r.step_s:7.3f} "
-            f"{r.compile_s:9.1f} {vs:>8} {r.of_limit:8.0%}"
+            f"{check['name']}: {check['steps']} steps, {check['distinct_widths']} distinct "
+            f"widths, {check['step_compilations']} step compilations, {check['recompilations']} "
+            f"at a width already compiled ({check['compile_s']:.1f} s of XLA compilation)"
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "device": str(device),
-                    "peak_flops": peak,
-                    "date": time.strftime("%Y-%m-%d"),
-                    "rows": [dataclasses.asdict(r) for r in rows],
-                },
-                f,
-                indent=2,
-            )
-    return rows
+            json.dump(result, f, indent=2)
+    if args.markdown:
+        text = bench_common.render_markdown(result)
+        if args.markdown == "-":
+            print(text)
+        else:
+            with open(args.markdown, "w") as f:
+                f.write(text + "\n")
+    return result
 
 
 if __name__ == "__main__":
