@@ -120,6 +120,8 @@ def experiments(workdir: Path) -> list[tuple[str, object]]:
         limit, batch, phases, scratch_lr = TASKS[task]
         if task == "trec":
             c = common(classify_trec.get_config(), workdir)
+            # Questions are ~12 tokens: BPT3C chunks (and padding) of 16, not 64.
+            c.model.bptt, c.model.max_len = 16, 16 * 20
         else:
             c = common(classify_imdb.get_config(), workdir)
             c.data.path = imdb
