@@ -21,6 +21,7 @@ import numpy as np
 
 from train import bench_common as _common
 from train.bench_lm import layer_sizes, lstm_forward_flops
+from train.bench_torch_awd import make_encoder
 
 UNIT = "docs/s"
 REFERENCE = "torch nn.LSTM"
@@ -136,8 +137,7 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
     F = torch.nn.functional
     dims = layer_sizes(size)
     vocab, batch, bptt, emb_sz = size["vocab"], size["batch"], size["bptt"], size["emb"]
-    emb = torch.nn.Parameter(torch.empty(vocab, emb_sz, device=dev).uniform_(-0.1, 0.1))
-    layers = [torch.nn.LSTM(n_in, n_out, batch_first=True).to(dev) for n_in, n_out in dims]
+    encoder = make_encoder(torch, dev, vocab, emb_sz, dims)
     head_dims = [3 * emb_sz, *HEAD, N_CLASS]
     bns = [torch.nn.BatchNorm1d(n).to(dev) for n in head_dims[:-1]]
     lins = [
@@ -145,36 +145,18 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
         for a, b in zip(head_dims[:-1], head_dims[1:], strict=True)
     ]
     head_ps = [p["output_p"]] + [0.1] * len(HEAD)
-    modules = [*layers, *bns, *lins]
-    params = [emb] + [w for m in modules for w in m.parameters()]
+    params = encoder.parameters() + [w for m in [*bns, *lins] for w in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3, betas=(0.7, 0.99), eps=1e-5)
     tokens, lengths, labels = (torch.as_tensor(a, device=dev).long() for a in _batch(size))
     n_chunks = size["width"] // bptt
     keep_from = max(n_chunks * bptt - size["max_len"], 0)  # approximate: all docs end in chunk
 
-    def locked(x, prob):
-        return x * (x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - prob) / (1 - prob))
-
     def one():
         opt.zero_grad()
-        hidden = [
-            (torch.zeros(1, batch, n, device=dev), torch.zeros(1, batch, n, device=dev))
-            for _, n in dims
-        ]
+        hidden = encoder.zero_hidden(batch)
         outputs = []
         for chunk in range(n_chunks):
-            row_mask = emb.new_empty(vocab, 1).bernoulli_(1 - p["embed_p"]) / (1 - p["embed_p"])
-            x = F.embedding(tokens[:, chunk * bptt : (chunk + 1) * bptt], emb * row_mask)
-            x = locked(x, p["input_p"])
-            new_hidden = []
-            for layer, lstm in enumerate(layers):
-                w_hh = F.dropout(lstm.weight_hh_l0, p["weight_p"])
-                weights = [lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0]
-                x, h, c = torch._VF.lstm(x, hidden[layer], weights, True, 1, 0.0, True, False, True)
-                new_hidden.append((h.detach(), c.detach()))
-                if layer != len(layers) - 1:
-                    x = locked(x, p["hidden_p"])
-            hidden = new_hidden
+            x, hidden = encoder(tokens[:, chunk * bptt : (chunk + 1) * bptt], hidden, p)
             if chunk * bptt >= keep_from:
                 outputs.append(x)
         out = torch.cat(outputs, dim=1)

@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from train import bench_common as _common
+from train.bench_torch_awd import locked_dropout, make_encoder
 
 UNIT = "tokens/s"
 REFERENCE = "torch nn.LSTM"
@@ -122,39 +123,19 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
     from ulmfit_jax.awd_lstm import LM_DROPOUTS as p
 
     torch, dev = _common.torch_setup(device)
-    dims = layer_sizes(size)
     vocab, batch, bptt = size["vocab"], size["batch"], size["bptt"]
-    emb = torch.nn.Parameter(torch.empty(vocab, size["emb"], device=dev).uniform_(-0.1, 0.1))
-    layers = [torch.nn.LSTM(n_in, n_out, batch_first=True).to(dev) for n_in, n_out in dims]
+    encoder = make_encoder(torch, dev, vocab, size["emb"], layer_sizes(size))
     dec_bias = torch.nn.Parameter(torch.zeros(vocab, device=dev))
-    params = [emb, dec_bias] + [w for lstm in layers for w in lstm.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.7, 0.99), eps=1e-5)
+    opt = torch.optim.Adam(encoder.parameters() + [dec_bias], lr=1e-3, betas=(0.7, 0.99), eps=1e-5)
     tokens = torch.randint(0, vocab, (batch, bptt + 1), device=dev)
-    hidden = [
-        (torch.zeros(1, batch, n, device=dev), torch.zeros(1, batch, n, device=dev))
-        for _, n in dims
-    ]
-
-    def locked(x, prob):
-        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - prob) / (1 - prob)
-        return x * mask
+    hidden = encoder.zero_hidden(batch)
 
     def one():
         nonlocal hidden
         opt.zero_grad()
-        row_mask = emb.new_empty(vocab, 1).bernoulli_(1 - p["embed_p"]) / (1 - p["embed_p"])
-        x = locked(torch.nn.functional.embedding(tokens[:, :-1], emb * row_mask), p["input_p"])
-        new_hidden = []
-        for layer, lstm in enumerate(layers):
-            w_hh = torch.nn.functional.dropout(lstm.weight_hh_l0, p["weight_p"])
-            weights = [lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0]
-            x, h, c = torch._VF.lstm(x, hidden[layer], weights, True, 1, 0.0, True, False, True)
-            new_hidden.append((h.detach(), c.detach()))
-            if layer != len(layers) - 1:
-                x = locked(x, p["hidden_p"])
-        raw = x
-        dropped = locked(raw, p["output_p"])
-        logits = dropped @ emb.t() + dec_bias
+        raw, new_hidden = encoder(tokens[:, :-1], hidden, p)
+        dropped = locked_dropout(raw, p["output_p"])
+        logits = dropped @ encoder.emb.t() + dec_bias
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].flatten())
         loss = loss + 2.0 * dropped.pow(2).mean() + (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
         loss.backward()
