@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulmfit_jax import lstm
+from ulmfit_jax import lstm, precision
 
 try:
     from jax.experimental import rnn as _rnn
@@ -83,7 +83,7 @@ def cudnn_lstm_layer(
     Returns:
       `(outputs, (h, c))`: outputs float32[batch, time, hidden], zero at padded steps.
     """
-    if lstm.canonical_compute_dtype(compute_dtype) is not None:
+    if precision.compute_dtype(compute_dtype) is not None:
         raise ValueError(
             f"lstm_impl='cudnn' computes in float32 only, got compute_dtype={compute_dtype!r}; "
             "use lstm_impl='custom_vjp' for mixed precision."

@@ -87,7 +87,7 @@ def mp_einsum(subscripts: str, *operands: jax.Array, compute_dtype=None) -> jax.
     returned in float32 (`preferred_element_type=jnp.float32`). Casting an operand that already
     has `compute_dtype` is free, so weights may be cast once outside a loop.
     """
-    compute_dtype = canonical_compute_dtype(compute_dtype)
+    compute_dtype = precision.compute_dtype(compute_dtype)
     if compute_dtype is None:
         return jnp.einsum(subscripts, *operands)
     return precision.low_precision_dot(
@@ -100,16 +100,6 @@ def _matmul(a: jax.Array, b: jax.Array, compute_dtype) -> jax.Array:
     if compute_dtype is None:
         return a @ b
     return precision.low_precision_dot(jnp.matmul, (a, b), compute_dtype)
-
-
-def canonical_compute_dtype(compute_dtype):
-    """None for the full-precision path (None or float32), else the (hashable) numpy dtype.
-
-    float32 maps to None so that `compute_dtype=jnp.float32` is the unchanged float32 path.
-    """
-    if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.dtype(jnp.float32):
-        return None
-    return jnp.dtype(compute_dtype)
 
 
 def lstm_cell(
@@ -188,7 +178,7 @@ def run_recurrence(
     Returns:
       `(outputs_tm, final_carry)` with outputs_tm float[time, batch, out].
     """
-    compute_dtype = canonical_compute_dtype(compute_dtype)
+    compute_dtype = precision.compute_dtype(compute_dtype)
     if compute_dtype is not None:
         step_params = jax.tree.map(
             lambda w: w.astype(compute_dtype) if jnp.issubdtype(w.dtype, jnp.floating) else w,
@@ -323,7 +313,7 @@ def lstm_recurrence(gates_x, w_hh, h0, c0, mask, *, compute_dtype=None):
     Returns:
       `(outputs, h_final, c_final)`; outputs float[time, batch, hidden] (zero at padded steps).
     """
-    return _lstm_recurrence(canonical_compute_dtype(compute_dtype), gates_x, w_hh, h0, c0, mask)
+    return _lstm_recurrence(precision.compute_dtype(compute_dtype), gates_x, w_hh, h0, c0, mask)
 
 
 IMPLS = ("custom_vjp", "autodiff", "cudnn")
@@ -367,7 +357,7 @@ def lstm_layer(
         return cudnn_lstm.cudnn_lstm_layer(
             params, inputs, carry, lengths=lengths, reverse=reverse, compute_dtype=compute_dtype
         )
-    compute_dtype = canonical_compute_dtype(compute_dtype)
+    compute_dtype = precision.compute_dtype(compute_dtype)
     batch, time = inputs.shape[:2]
     hidden = params["w_hh"].shape[0]
     state_dtype = inputs.dtype if compute_dtype is None else jnp.float32
