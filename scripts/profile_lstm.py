@@ -3,6 +3,7 @@
     python scripts/profile_lstm.py parts            # where one step's time goes
     python scripts/profile_lstm.py ab --variants custom_vjp,autodiff --rounds 4
     python scripts/profile_lstm.py peak             # is the matmul peak of train.bench sound?
+    python scripts/profile_lstm.py layout           # the recurrence, feature- vs batch-major
 
 The machine is shared, so absolute timings drift: `ab` compiles every variant first and then
 times them interleaved, round after round, in one process, reporting each variant's median and
@@ -388,9 +389,54 @@ def peak(args) -> None:
         )
 
 
+def _layout_case(t: int, batch: int, hid: int, rounds: int) -> str:
+    rng = np.random.default_rng(0)
+    gates_x = jnp.asarray(rng.standard_normal((t, batch, 4 * hid)), jnp.float32)
+    w_hh = jnp.asarray(rng.standard_normal((hid, 4 * hid)) * 0.03, jnp.float32)
+    h0 = jnp.asarray(rng.standard_normal((batch, hid)), jnp.float32)
+    lengths = rng.integers(t // 2, t + 1, batch)
+    mask = jnp.asarray(np.arange(t)[:, None] < lengths[None, :])
+    d_out = jnp.asarray(rng.standard_normal((t, batch, hid)), jnp.float32)
+
+    def make(feature_major):
+        def loss(gates_x, w_hh, h0):
+            out, h, c = lstm.lstm_recurrence(
+                gates_x, w_hh, h0, h0, mask, feature_major=feature_major
+            )
+            return jnp.sum(out * d_out) + jnp.sum(h) + jnp.sum(c)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+
+    fns = {"feature-major": make(True), "batch-major": make(False)}
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        jax.block_until_ready(fn(gates_x, w_hh, h0))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(gates_x, w_hh, h0))
+            times[name].append(time.perf_counter() - start)
+    flops = 3 * 2 * t * batch * hid * 4 * hid  # the step matmuls, forward and backward
+    cells = [
+        f"{name} {flops / np.median(ts) / 1e9:4.0f}/{flops / min(ts) / 1e9:4.0f}"
+        for name, ts in times.items()
+    ]
+    return f"batch {batch:4d}, hidden {hid}: " + "  ".join(cells) + "  GFLOP/s median/best"
+
+
+def layout(args) -> None:
+    """One layer's recurrence (`lstm.lstm_recurrence`, forward and backward, padded rows) with
+    its loop state feature-major (`[H, batch]`) and batch-major, interleaved over rounds."""
+    size = bench_lm.SIZES[args.size]
+    for batch in (size["batch"], 2 * size["batch"]):
+        print(_layout_case(size["bptt"], batch, size["hid"], args.rounds), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["ab", "parts", "peak", "kernels", "trace", "compile"])
+    parser.add_argument(
+        "mode", choices=["ab", "parts", "peak", "kernels", "trace", "compile", "layout"]
+    )
     parser.add_argument("--top", type=int, default=60)
     parser.add_argument("--backends", default="ynn,eigen,onednn")
     parser.add_argument("--size", default="small")
@@ -405,6 +451,7 @@ def main() -> None:
         "kernels": kernels,
         "trace": trace,
         "compile": compile_times,
+        "layout": layout,
     }[args.mode](args)
 
 

@@ -120,8 +120,14 @@ def _grads(impl, params, x, carry, lengths, reverse, w_out):
     return jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1, 2)))(params, x, carry)
 
 
+@pytest.mark.parametrize("feature_major", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_custom_vjp_equals_autodiff_with_padding(torch_lstm, data, reverse):
+def test_custom_vjp_equals_autodiff_with_padding(
+    torch_lstm, data, reverse, feature_major, monkeypatch
+):
+    """Both loop layouts of the custom VJP (feature-major is CPU's default, batch-major GPU's
+    and TPU's) against autodiff through `lstm_cell`."""
+    monkeypatch.setattr(lstm, "feature_major_default", lambda: feature_major)
     x, h0, c0 = data
     params = params_from_torch(torch_lstm)
     lengths = jnp.array([TIME, 4, 1], jnp.int32)
