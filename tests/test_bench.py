@@ -118,3 +118,23 @@ def test_epoch_compiles_each_width_once():
     assert check["steps"] == 5 and check["distinct_widths"] >= 2
     assert check["step_compilations"] == check["distinct_widths"]
     assert check["recompilations"] == 0
+
+
+def test_repeats_alternate_order_and_keep_each_variants_fastest_round():
+    """`--repeats`: rounds run ours/torch, torch/ours, ...; each row keeps its best round."""
+    calls = []
+    step_s = {"jax custom_vjp": [2.0, 1.0, 3.0], "torch nn.LSTM": [1.5, 4.0, 2.5]}
+
+    def fake_run(job):
+        calls.append(job["variant"])
+        return {"step_s": step_s[job["variant"]].pop(0)}
+
+    names = ["jax custom_vjp", "torch nn.LSTM"]
+    info = {"platform": "cpu", "peak_flops": {"float32": 1e12}}
+    rows = bench.measure_size(fake_run, "lm", "tiny", names, info, steps=1, repeats=3)
+    assert calls == names + names[::-1] + names
+    by_variant = {row["variant"]: row for row in rows}
+    assert by_variant["jax custom_vjp"]["step_s"] == 1.0
+    assert by_variant["torch nn.LSTM"]["step_s"] == 1.5
+    assert by_variant["jax custom_vjp"]["step_s_rounds"] == [2.0, 1.0, 3.0]
+    assert by_variant["jax custom_vjp"]["vs_torch"] == pytest.approx(1.5)

@@ -190,15 +190,38 @@ def _row(benchmark, size_name, variant, measurement, module, size, peak_flops) -
 
 
 def measure_size(
-    run, benchmark: str, size_name: str, names: list[str], info: dict, steps: int
+    run, benchmark: str, size_name: str, names: list[str], info: dict, steps: int, repeats: int = 1
 ) -> list[dict]:
-    """Rows of one benchmark size: every variant, then the ratios to the PyTorch reference."""
+    """Rows of one benchmark size: every variant, then the ratios to the PyTorch reference.
+
+    With `repeats > 1` the variants are measured in rounds, each round in the reverse order of
+    the one before (ours, torch, torch, ours, ...), so that a machine whose speed drifts during
+    the run favours no variant; each row keeps its fastest round (`step_s_rounds` lists all).
+    """
     module = BENCHMARKS[benchmark]
     size = module.SIZES[size_name]
+    best: dict[str, dict] = {}
+    rounds: dict[str, list] = {variant: [] for variant in names}
+    for round_index in range(max(repeats, 1)):
+        order = names if round_index % 2 == 0 else names[::-1]
+        for variant in order:
+            job = {"benchmark": benchmark, "size": size_name, "variant": variant, "steps": steps}
+            measured = run(job | {"platform": info["platform"]})
+            rounds[variant].append(measured.get("step_s"))
+            kept = best.get(variant)
+            if (
+                kept is None
+                or "error" in kept
+                or ("error" not in measured and measured["step_s"] < kept["step_s"])
+            ):
+                best[variant] = measured
+            status = measured.get("error") or f"{measured['step_s']:.3f} s/step"
+            print(f"  {variant} (round {round_index + 1}): {status}", flush=True)
     rows = []
     for variant in names:
-        job = {"benchmark": benchmark, "size": size_name, "variant": variant, "steps": steps}
-        measured = run(job | {"platform": info["platform"]})
+        measured = dict(best[variant])
+        if repeats > 1:
+            measured["step_s_rounds"] = rounds[variant]
         row = _row(benchmark, size_name, variant, measured, module, size, info["peak_flops"])
         rows.append(row)
         status = row.get("error") or f"{row['throughput']:,.1f} {module.UNIT}"
@@ -241,6 +264,7 @@ def measure(args) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         **info,
         "steps": args.steps,
+        "repeats": args.repeats,
         "isolated": not args.no_isolate,
         "rows": [],
         "limits": [],
@@ -259,7 +283,9 @@ def measure(args) -> dict:
             )
             print(f"{benchmark} {size_name}: {size}; limit {limit:,.0f} {module.UNIT}")
             names = variants(benchmark, args.impls.split(","), dtypes, torch)
-            result["rows"] += measure_size(run, benchmark, size_name, names, info, args.steps)
+            result["rows"] += measure_size(
+                run, benchmark, size_name, names, info, args.steps, args.repeats
+            )
         if not args.no_compile_checks and hasattr(module, "epoch_compilations"):
             check = run({"check": benchmark, "quick": args.quick})
             if "error" not in check:
@@ -274,6 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--benchmarks", default="lm,classifier,elmo")
     parser.add_argument("--sizes", default="small,full", help="'full' is ELMo's 'original'")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds per variant, alternating order; keeps best"
+    )
     parser.add_argument(
         "--impls", default=None, help="LSTM impls (default custom_vjp,autodiff; quick: custom_vjp)"
     )
