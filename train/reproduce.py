@@ -54,7 +54,9 @@ IMDB_LM_DOCS_PER_SPLIT = 6000
 TASKS = {
     "imdb100": (100, 16, ((1, 8, 2e-2), (2, 8, 1e-2), (3, 8, 5e-3), (0, 16, 1e-3)), 1e-2),
     "imdb1k": (1000, 32, ((1, 2, 2e-2), (2, 2, 1e-2), (3, 2, 5e-3), (0, 4, 1e-3)), 1e-2),
-    "imdb25k": (0, 64, ((1, 1, 2e-2), (0, 1, 2e-3)), 1e-2),
+    # fastai's IMDb recipe (5 epochs). A 2-epoch cut of it (head alone, then all at 2e-3) left
+    # the pretrained classifiers far behind 2 epochs from scratch (33.1% against 21.2% error).
+    "imdb25k": (0, 64, ((1, 1, 2e-2), (2, 1, 1e-2), (3, 1, 5e-3), (0, 2, 1e-3)), 1e-2),
     "trec": (0, 64, ((1, 2, 1e-2), (2, 2, 5e-3), (3, 2, 2.5e-3), (0, 6, 5e-4)), 5e-3),
 }
 
