@@ -63,6 +63,15 @@ def run_both(meshes, make_step, make_state, batches):
     return results
 
 
+def assert_same_training(what, one, m_one, eight, m_eight, fields):
+    """One device's and eight devices' loss and state `fields` agree within RTOL."""
+    one, eight = jax.device_get((one, eight))
+    errors = {"loss": relative_error(m_eight["loss"], m_one["loss"])}
+    errors.update({field: relative_error(eight[field], one[field]) for field in fields})
+    print(f"{what}, 8 devices vs 1, relative error:", errors)
+    assert max(errors.values()) < RTOL
+
+
 def lm_setup():
     config = AWDLSTMConfig(vocab_size=48, emb_sz=16, n_hid=24, n_layers=2)
     params = jax.device_get(awd_lstm.init_lm_params(jax.random.key(0), config))  # numpy
@@ -92,14 +101,7 @@ def test_lm_step_is_the_same_on_one_and_eight_devices(meshes):
     assert h.sharding.spec == sharding.batch_sharding(meshes[1]).spec
     assert [s.index[0] for s in h.addressable_shards] == [slice(i, i + 1) for i in range(8)]
     assert eight["params"]["decoder"]["bias"].sharding.is_fully_replicated
-    one, eight = jax.device_get((one, eight))
-    errors = {
-        "loss": relative_error(m_eight["loss"], m_one["loss"]),
-        "params": relative_error(eight["params"], one["params"]),
-        "lstm_state": relative_error(eight["lstm_state"], one["lstm_state"]),
-    }
-    print("LM, 8 devices vs 1, relative error:", errors)
-    assert max(errors.values()) < RTOL
+    assert_same_training("LM", one, m_one, eight, m_eight, ("params", "lstm_state"))
     assert np.array_equal(eight["key"], one["key"])
     tokens = batches[0][0][:4]
     with pytest.raises(ValueError, match="batch size \\(rows\\) 4 does not split over the 8"):
@@ -146,12 +148,7 @@ def test_classifier_step_is_the_same_on_one_and_eight_devices(meshes):
         [batch],
     )
     # BatchNorm's running statistics included: the global batch's, as on one device.
-    errors = {
-        "loss": relative_error(m_eight["loss"], m_one["loss"]),
-        "params": relative_error(jax.device_get(eight["params"]), jax.device_get(one["params"])),
-    }
-    print("classifier, 8 devices vs 1, relative error:", errors)
-    assert max(errors.values()) < RTOL
+    assert_same_training("classifier", one, m_one, eight, m_eight, ("params",))
 
 
 def test_classifier_prediction_pads_rows_that_do_not_split(meshes):
@@ -192,14 +189,7 @@ def test_bilm_step_is_the_same_on_one_and_eight_devices(meshes):
         ),
         batches,
     )
-    one, eight = jax.device_get((one, eight))
-    errors = {
-        "loss": relative_error(m_eight["loss"], m_one["loss"]),
-        "params": relative_error(eight["params"], one["params"]),
-        "lstm_state": relative_error(eight["lstm_state"], one["lstm_state"]),
-    }
-    print("biLM, 8 devices vs 1, relative error:", errors)
-    assert max(errors.values()) < RTOL
+    assert_same_training("biLM", one, m_one, eight, m_eight, ("params", "lstm_state"))
 
 
 def test_auto_mesh_and_errors(monkeypatch):
