@@ -12,6 +12,7 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -31,3 +32,28 @@ def shared_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> pathlib.Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_command():
+    """Builds the `python -m train.ulmfit` command line of the tiny WikiText pretraining config.
+
+    `build(workdir, wiki, scratch, *overrides)`: `wiki` is a WikiText-shaped folder, `scratch`
+    holds the token cache and the TFDS folder, and `overrides` are the test's own flags
+    (phases, checkpoint cadence, `--resume`, ...).
+    """
+
+    def build(workdir: pathlib.Path, wiki: pathlib.Path, scratch: pathlib.Path, *overrides):
+        return [
+            sys.executable,
+            "-m",
+            "train.ulmfit",
+            f"--config={REPO_ROOT / 'train/configs/pretrain_wikitext2.py'}:tiny",
+            f"--workdir={workdir}",
+            f"--config.data.path={wiki}",
+            f"--config.cache_dir={scratch / 'cache'}",
+            f"--config.data.tfds_dir={scratch / 'tfds'}",
+            *overrides,
+        ]
+
+    return build

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -43,20 +42,12 @@ def write_wikitext(root: Path) -> None:
         (root / f"wiki.{split}.tokens").write_text("".join(articles))
 
 
-def command(tmp_path: Path, workdir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "train.ulmfit",
-        f"--config={REPO / 'train/configs/pretrain_wikitext2.py'}:tiny",
-        f"--workdir={workdir}",
-        f"--config.data.path={tmp_path / 'wiki'}",
-        f"--config.cache_dir={tmp_path / 'cache'}",
-        f"--config.data.tfds_dir={tmp_path / 'tfds'}",
-        "--config.phases=((0, 1, 0.005),)",
-        "--config.train.log_every=1",
-        "--config.train.checkpoint_every=1000",
-    ]
+def command(build, tmp_path: Path, workdir: Path) -> list[str]:
+    """The tiny one-epoch pretraining run, logging every step."""
+    overrides = ("--config.phases=((0, 1, 0.005),)", "--config.train.log_every=1")
+    return build(
+        workdir, tmp_path / "wiki", tmp_path, *overrides, "--config.train.checkpoint_every=1000"
+    )
 
 
 def environment(**extra) -> dict[str, str]:
@@ -82,12 +73,12 @@ def final_params(workdir: Path):
     return load_export(workdir, template)[0]
 
 
-def test_two_processes_give_the_single_process_losses(tmp_path):
+def test_two_processes_give_the_single_process_losses(tmp_path, tiny_pretrain_command):
     write_wikitext(tmp_path / "wiki")
     single = tmp_path / "single"
     started = time.perf_counter()
     done = subprocess.run(
-        command(tmp_path, single),
+        command(tiny_pretrain_command, tmp_path, single),
         cwd=REPO,
         env=environment(),
         capture_output=True,
@@ -104,7 +95,7 @@ def test_two_processes_give_the_single_process_losses(tmp_path):
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            command(tmp_path, double),
+            command(tiny_pretrain_command, tmp_path, double),
             cwd=REPO,
             env=environment(
                 JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",

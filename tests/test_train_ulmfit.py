@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -133,22 +132,6 @@ def test_evaluate_and_predict_in_input_order(pipeline_runs, corpora, tmp_path):
     np.testing.assert_allclose(together.sum(1), 1.0, atol=1e-5)
 
 
-def _cli(corpora, workdir, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "train.ulmfit",
-        f"--config={REPO / 'train/configs/pretrain_wikitext2.py'}:tiny",
-        f"--workdir={workdir}",
-        f"--config.data.path={corpora['wiki']}",
-        f"--config.cache_dir={corpora['root'] / 'cache'}",
-        f"--config.data.tfds_dir={corpora['root'] / 'tfds'}",
-        "--config.phases=((0, 3, 0.005),)",
-        "--config.train.checkpoint_every=4",
-        *extra,
-    ]
-
-
 def _final_params(workdir):
     from ulmfit_jax import awd_lstm
 
@@ -174,18 +157,24 @@ def _interrupt(cmd, sig, workdir, env):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "preempted"])
-def test_resume_is_bit_exact(corpora, tmp_path, sig):
+def test_resume_is_bit_exact(corpora, tmp_path, sig, tiny_pretrain_command):
+    def cli(workdir, *extra):
+        three_epochs = ("--config.phases=((0, 3, 0.005),)", "--config.train.checkpoint_every=4")
+        return tiny_pretrain_command(
+            workdir, corpora["wiki"], corpora["root"], *three_epochs, *extra
+        )
+
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("XLA_FLAGS", None)
     reference = tmp_path / "reference"
-    subprocess.run(_cli(corpora, reference), cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(cli(reference), cwd=REPO, env=env, check=True, capture_output=True)
     interrupted = tmp_path / "interrupted"
-    code, output = _interrupt(_cli(corpora, interrupted), sig, interrupted, env)
+    code, output = _interrupt(cli(interrupted), sig, interrupted, env)
     if sig == signal.SIGTERM:
         assert "SIGTERM: saved step" in output, output
     assert code != 0
     done = subprocess.run(
-        _cli(corpora, interrupted, "--resume"), cwd=REPO, env=env, capture_output=True, text=True
+        cli(interrupted, "--resume"), cwd=REPO, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from step" in done.stdout
@@ -220,9 +209,10 @@ def test_language_model_of_other_data_is_refused(pipeline_runs, corpora, tmp_pat
         ulmfit.run(config, tmp_path / "clas")
 
 
-def test_unknown_config_key_is_an_error(corpora, tmp_path):
+def test_unknown_config_key_is_an_error(corpora, tmp_path, tiny_pretrain_command):
+    misspelt = "--config.train.batchsize=3"
     result = subprocess.run(
-        _cli(corpora, tmp_path / "w", "--config.train.batchsize=3"),
+        tiny_pretrain_command(tmp_path / "w", corpora["wiki"], corpora["root"], misspelt),
         cwd=REPO,
         capture_output=True,
         text=True,
