@@ -2,6 +2,7 @@
 
     python -m train.reproduce --workdir runs/results            # runs what is missing
     python -m train.reproduce --workdir runs/results --report   # the table of what finished
+    python -m train.reproduce --workdir runs/full --size full   # fastai's size, for a GPU/TPU
 
 Every experiment is one stage of `python -m train.ulmfit` in its own folder under `--workdir`;
 a finished stage is recorded in `results.json` and skipped, a stage that was cut off (killed,
@@ -19,11 +20,14 @@ The experiments, in the order they run (forward models first, so the table fills
   <task>_ulmfit_bwd     the same on the backward LM; (d) is the average of (c) and this
 
 for the tasks imdb100, imdb1k, imdb25k (IMDb with 100, 1,000, 25,000 training labels) and trec.
+A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
+another, so a rerun never mixes small and full-size stages in one table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -39,16 +43,31 @@ from train.configs import (
 )
 from ulmfit_jax import text_data
 
-# The model: fastai's AWD-LSTM shape (3 layers, tied decoder, the same dropouts) at about a
-# tenth of its width, which trains at ~5,600 tokens/s on 2 CPU cores (400/1152: ~1,500).
-MODEL = dict(emb_sz=128, n_hid=384, n_layers=3)
-BPTT = 64
-# IMDb classifiers read each review's first 128 tokens (2 BPT3C chunks) so that the 25k-label
-# runs fit in the budget; IMDb test accuracy is on a seeded 5,000-review subset (±0.4% at 90%).
-IMDB_MAX_TOKENS = 128
-IMDB_TEST_LIMIT = 5000
-# IMDb LM fine-tuning: a seeded subset of this many reviews from each of train and unsupervised.
-IMDB_LM_DOCS_PER_SPLIT = 6000
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """Model and data sizes of one run of the experiments (0 in a limit means all)."""
+
+    emb_sz: int
+    n_hid: int
+    max_vocab: int
+    bptt: int
+    imdb_max_tokens: int  # IMDb classifiers read each review's first N tokens
+    imdb_test_limit: int  # IMDb test accuracy on a seeded subset of this many reviews
+    imdb_lm_docs_per_split: int  # LM fine-tuning on this many of train and of unsupervised
+
+
+SIZES = {
+    # The README's table: fastai's AWD-LSTM shape (3 layers, tied decoder, the same dropouts)
+    # at about a tenth of its width, ~5,600 tokens/s on 2 CPU cores (400/1152: ~1,500). The
+    # first 128 tokens of a review (2 BPT3C chunks) keep the 25k-label runs in the budget; the
+    # 5,000 test reviews give ±0.7 points of standard error.
+    "small": Size(128, 384, 15000, 64, 128, 5000, 6000),
+    # fastai's size and data, for a GPU or TPU: 400/1152, a 60k vocabulary, bptt 72, whole
+    # reviews (BPT3C up to 72 * 20 tokens), all 75,000 reviews for LM fine-tuning, all 25,000
+    # test reviews. Only the pretraining corpus stays WikiText-2 unless data.path is changed.
+    "full": Size(400, 1152, 60000, 72, 0, 0, 0),
+}
 
 # Per task: (train_limit, batch size, ULMFiT phases as (groups, epochs, lr), scratch lr).
 TASKS = {
@@ -61,15 +80,11 @@ TASKS = {
 }
 
 
-def common(c, workdir: Path):
-    c.model.emb_sz, c.model.n_hid, c.model.n_layers = (
-        MODEL["emb_sz"],
-        MODEL["n_hid"],
-        MODEL["n_layers"],
-    )
-    c.vocab.max_vocab, c.vocab.min_freq = 15000, 3
-    c.train.batch_size, c.train.bptt = 64, BPTT
-    c.model.bptt, c.model.max_len = BPTT, BPTT * 20
+def common(c, workdir: Path, size: Size):
+    c.model.emb_sz, c.model.n_hid, c.model.n_layers = size.emb_sz, size.n_hid, 3
+    c.vocab.max_vocab, c.vocab.min_freq = size.max_vocab, 3
+    c.train.batch_size, c.train.bptt = 64, size.bptt
+    c.model.bptt, c.model.max_len = size.bptt, size.bptt * 20
     c.train.checkpoint_every, c.train.log_every = 200, 50
     c.cache_dir = str(workdir / "cache")
     return c
@@ -82,8 +97,9 @@ def imdb_path(workdir: Path) -> str:
     return str(found)
 
 
-def experiments(workdir: Path) -> list[tuple[str, object]]:
+def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
     """(name, config) of every stage, in running order; `init.workdir`s point at earlier ones."""
+    sz = SIZES[size]
     out = []
     imdb = imdb_path(workdir)
 
@@ -92,22 +108,22 @@ def experiments(workdir: Path) -> list[tuple[str, object]]:
 
     for backward in (False, True):
         sfx = "_bwd" if backward else ""
-        pre = common(pretrain_wikitext2.get_config(), workdir)
+        pre = common(pretrain_wikitext2.get_config(), workdir, sz)
         pre.data.path = str(text_data.REPO_ROOT.parent / "shared/data/wikitext-2")
         pre.model.drop_mult = 0.2
         pre.phases = ((0, 3, 1e-2),)
         out.append(("pretrain" + sfx, pre))
 
-        lm = common(finetune_lm_imdb.get_config(), workdir)
+        lm = common(finetune_lm_imdb.get_config(), workdir, sz)
         lm.data.path = imdb
         lm.data.lm_splits = ("train", "unsupervised")
-        lm.data.train_limit = IMDB_LM_DOCS_PER_SPLIT
+        lm.data.train_limit = sz.imdb_lm_docs_per_split
         lm.model.drop_mult = 0.2
         lm.phases = ((1, 1, 1e-2), (0, 1, 3e-3))
         lm.init.workdir = run_dir("pretrain" + sfx)
         out.append(("lm_imdb" + sfx, lm))
 
-        lm_trec = common(finetune_lm_imdb.get_config(), workdir)
+        lm_trec = common(finetune_lm_imdb.get_config(), workdir, sz)
         lm_trec.data.source, lm_trec.data.format = "local", "trec"
         lm_trec.data.path = str(text_data.REPO_ROOT.parent / "shared/data/trec")
         lm_trec.data.lm_splits = ("train",)
@@ -121,14 +137,14 @@ def experiments(workdir: Path) -> list[tuple[str, object]]:
     def classifier(task, variant):
         limit, batch, phases, scratch_lr = TASKS[task]
         if task == "trec":
-            c = common(classify_trec.get_config(), workdir)
+            c = common(classify_trec.get_config(), workdir, sz)
             # Questions are ~12 tokens: BPT3C chunks (and padding) of 16, not 64.
             c.model.bptt, c.model.max_len = 16, 16 * 20
         else:
-            c = common(classify_imdb.get_config(), workdir)
+            c = common(classify_imdb.get_config(), workdir, sz)
             c.data.path = imdb
-            c.train.max_tokens = IMDB_MAX_TOKENS
-            c.data.test_limit = IMDB_TEST_LIMIT
+            c.train.max_tokens = sz.imdb_max_tokens
+            c.data.test_limit = sz.imdb_test_limit
         c.data.train_limit = limit
         c.train.batch_size = batch
         lm_name = "lm_trec" if task == "trec" else "lm_imdb"
@@ -157,15 +173,16 @@ def experiments(workdir: Path) -> list[tuple[str, object]]:
     return ordered
 
 
-def ensemble_config(task: str, workdir: Path):
+def ensemble_config(task: str, workdir: Path, size: str = "small"):
     """The evaluate stage of (d): forward and backward ULMFiT classifiers averaged."""
+    sz = SIZES[size]
     if task == "trec":
-        c = common(classify_trec.get_config(), workdir)
+        c = common(classify_trec.get_config(), workdir, sz)
         c.stage = "evaluate"
     else:
-        c = common(evaluate_imdb.get_config(), workdir)
+        c = common(evaluate_imdb.get_config(), workdir, sz)
         c.data.path = imdb_path(workdir)
-        c.data.test_limit = IMDB_TEST_LIMIT
+        c.data.test_limit = sz.imdb_test_limit
     c.eval.workdirs = (str(workdir / f"{task}_ulmfit"), str(workdir / f"{task}_ulmfit_bwd"))
     return c
 
@@ -181,10 +198,24 @@ def save_results(workdir: Path, results: dict) -> None:
     os.replace(tmp, workdir / "results.json")  # atomic: a kill never leaves half a file
 
 
-def run_all(workdir: Path, only: str = "") -> dict:
+def claim_size(workdir: Path, size: str) -> None:
+    """Record `size` as the workdir's, or fail if it was started with another one."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: expected one of {sorted(SIZES)}")
+    path = workdir / "size"
+    if path.exists() and (recorded := path.read_text().strip()) != size:
+        raise ValueError(
+            f"{workdir} holds {recorded!r}-size experiments; run --size {recorded} "
+            f"or use another --workdir for --size {size}"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(size + "\n")
+
+
+def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
+    claim_size(workdir, size)
     results = load_results(workdir)
-    for name, config in experiments(workdir):
+    for name, config in experiments(workdir, size):
         if name in results or (only and only not in name):
             continue
         stage_dir = workdir / name
@@ -202,7 +233,7 @@ def run_all(workdir: Path, only: str = "") -> dict:
         if name in results or not all(n in results for n in needed):
             continue
         print(f"\n== {name} ==", flush=True)
-        metrics = ulmfit.run(ensemble_config(task, workdir), None)
+        metrics = ulmfit.run(ensemble_config(task, workdir, size), None)
         results[name] = {"accuracy": float(metrics["ensemble"])}
         save_results(workdir, results)
     return results
@@ -236,8 +267,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", type=Path, default=Path("runs/results"))
     parser.add_argument("--report", action="store_true", help="print the tables and exit")
     parser.add_argument("--only", default="", help="run only experiments whose name has this")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default="small", help="see SIZES in train/reproduce.py"
+    )
     args = parser.parse_args(argv)
-    results = load_results(args.workdir) if args.report else run_all(args.workdir, args.only)
+    if args.report:
+        results = load_results(args.workdir)
+    else:
+        results = run_all(args.workdir, args.only, args.size)
     print(report(results))
     return results
 

@@ -1,0 +1,80 @@
+"""train.reproduce: the experiment plan behind the README's results table (configs only; the
+training itself is tested in test_train_ulmfit)."""
+
+import pytest
+
+from train import reproduce
+
+
+@pytest.fixture
+def plan(monkeypatch, tmp_path):
+    """`size` -> [(name, config)], with IMDb's location faked: building configs reads no data."""
+    monkeypatch.setattr(reproduce, "imdb_path", lambda workdir: "/data/aclImdb")
+    return lambda size="small": reproduce.experiments(tmp_path, size)
+
+
+def test_every_stage_starts_from_an_earlier_one(plan, tmp_path):
+    stages = plan()
+    names = [name for name, _ in stages]
+    assert len(names) == len(set(names)) == 6 + 4 * 4  # 3 LMs x 2 directions, 4 variants x 4 tasks
+    seen = set()
+    for name, config in stages:
+        init = config.init.workdir
+        if name.endswith("_scratch") or name.startswith("pretrain"):
+            assert init == "", name
+        else:
+            assert init.startswith(str(tmp_path)), name
+            assert init.rsplit("/", 1)[1] in seen, f"{name} starts from a later stage {init}"
+        assert config.backward == name.endswith("_bwd"), name
+        seen.add(name)
+    by_name = dict(stages)
+    assert by_name["imdb1k_nolmft"].init.workdir.endswith("/pretrain")
+    assert by_name["imdb1k_ulmfit"].init.workdir.endswith("/lm_imdb")
+    assert by_name["trec_ulmfit_bwd"].init.workdir.endswith("/lm_trec_bwd")
+
+
+def test_scratch_gets_as_many_epochs_as_gradual_unfreezing(plan):
+    by_name = dict(plan())
+    for task in reproduce.TASKS:
+        phases = by_name[f"{task}_ulmfit"].phases
+        scratch = by_name[f"{task}_scratch"].phases
+        assert len(scratch) == 1 and scratch[0][0] == 0  # one phase, all groups
+        assert scratch[0][1] == sum(epochs for _, epochs, _ in phases), task
+
+
+def test_sizes_set_model_and_data(plan):
+    small, full = dict(plan("small")), dict(plan("full"))
+    assert (small["pretrain"].model.emb_sz, small["pretrain"].model.n_hid) == (128, 384)
+    assert small["imdb25k_ulmfit"].train.max_tokens == 128
+    assert small["lm_imdb"].data.train_limit == 6000
+    # fastai's AWD-LSTM and data: 400/1152/3, 60k vocabulary, bptt 72, whole reviews, all data.
+    model = full["pretrain"].model
+    assert (model.emb_sz, model.n_hid, model.n_layers) == (400, 1152, 3)
+    assert full["pretrain"].vocab.max_vocab == 60000
+    assert full["pretrain"].train.bptt == full["imdb25k_ulmfit"].model.bptt == 72
+    assert full["imdb25k_ulmfit"].model.max_len == 72 * 20
+    assert full["imdb25k_ulmfit"].train.max_tokens == 0
+    assert full["imdb25k_ulmfit"].data.test_limit == 0
+    assert full["lm_imdb"].data.train_limit == 0
+
+
+def test_a_workdir_keeps_the_size_it_started_with(tmp_path):
+    reproduce.claim_size(tmp_path, "small")
+    reproduce.claim_size(tmp_path, "small")  # a rerun of the same size continues
+    with pytest.raises(ValueError, match="holds 'small'-size experiments"):
+        reproduce.run_all(tmp_path, size="full")
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        reproduce.claim_size(tmp_path / "other", "huge")
+
+
+def test_report_shows_finished_cells_and_marks_the_rest():
+    results = {
+        "trec_scratch": {"accuracy": 0.836},
+        "imdb100_ensemble": {"accuracy": 0.583},
+        "pretrain": {"perplexity": 80.04, "seconds": 4620.0},
+    }
+    table = reproduce.report(results)
+    assert "| TREC-6 | 16.4% | … | … | … | … |" in table
+    assert "| IMDb, 100 labels | … | … | … | … | 41.7% |" in table
+    assert "| pretrain | 80.0 | 77 |" in table
+    assert "pretrain_bwd" not in table
