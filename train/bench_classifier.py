@@ -203,8 +203,6 @@ QUICK_EPOCH = EpochSpec(n_docs=40, batch=8, bptt=8, max_len=32, median_length=12
 def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real classifier train step (tiny model) over one epoch of `ClassifierBatches`
     (fastai's SortedDL order) and count its compilations against the distinct padded widths."""
-    import jax
-
     from ulmfit_jax import classifier_training
     from ulmfit_jax.classifier_batches import ClassifierBatches
 
@@ -216,21 +214,24 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     docs = [rng.integers(2, size["vocab"], n, dtype=np.int32) for n in lengths]
     labels = rng.integers(0, N_CLASS, spec.n_docs)
     batches = ClassifierBatches(docs, labels, batch_size=spec.batch, seed=0, pad_multiple=spec.bptt)
-    step_fn = classifier_training.classifier_step_fn(step, trainable)  # the training loop's
-    log, n_steps, real, positions = _common.CompileLog(step), 0, 0, 0
-    with _common.count_compilations() as counts:
-        for n_steps, batch in enumerate(batches.epoch_batches(0), 1):
-            state, metrics = step_fn(state, batch)
-            log.after(n_steps - 1, batch.tokens.shape[1])
-            real += int(batch.lengths[batch.indices >= 0].sum())
-            positions += batch.tokens.size
-        jax.block_until_ready(metrics)
+    tally = {"max_width": 0, "real": 0, "positions": 0}
+
+    def count_tokens(batch):
+        """How much of the padded batches is real text (the rest is padding to `bptt`)."""
+        tally["max_width"] = max(tally["max_width"], batch.tokens.shape[1])
+        tally["real"] += int(batch.lengths[batch.indices >= 0].sum())
+        tally["positions"] += batch.tokens.size
+
+    result = _common.epoch_compilations(
+        f"classifier, SortedDL batches of {spec.batch}, bptt {spec.bptt}",
+        step,
+        classifier_training.classifier_step_fn(step, trainable),  # what the training loop calls
+        state,
+        batches.epoch_batches(0),
+        on_batch=count_tokens,
+    )
     return {
-        "name": f"classifier, SortedDL batches of {spec.batch}, bptt {spec.bptt}",
-        "steps": n_steps,
-        **log.summary(),
-        "xla_compilations": counts["compilations"],
-        "compile_s": counts["compile_s"],
-        "max_width": max(log.widths),
-        "real_fraction": real / positions,
+        **result,
+        "max_width": tally["max_width"],
+        "real_fraction": tally["real"] / tally["positions"],
     }

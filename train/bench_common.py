@@ -184,6 +184,34 @@ class CompileLog:
         }
 
 
+def epoch_compilations(name: str, step, step_fn, state, batches, on_batch=None) -> dict:
+    """Run a real train step over one epoch and count its compilations.
+
+    `step` is the jitted step (whose cache `CompileLog` watches), `step_fn(state, batch)` what
+    the training loop calls, `batches` the epoch (each batch's `tokens` is `[batch, width]`);
+    `on_batch(batch)` sees every batch, for the caller's own tallies. Returns the row of the
+    README's compilations table: name, steps, `CompileLog.summary()`, and the XLA compilations
+    and seconds of the whole epoch.
+    """
+    import jax
+
+    log, n_steps, metrics = CompileLog(step), 0, None
+    with count_compilations() as counts:
+        for n_steps, batch in enumerate(batches, 1):
+            state, metrics = step_fn(state, batch)
+            log.after(n_steps - 1, batch.tokens.shape[1])
+            if on_batch is not None:
+                on_batch(batch)
+        jax.block_until_ready(metrics)
+    return {
+        "name": name,
+        "steps": n_steps,
+        **log.summary(),
+        "xla_compilations": counts["compilations"],
+        "compile_s": counts["compile_s"],
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------

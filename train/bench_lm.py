@@ -164,8 +164,6 @@ QUICK_EPOCH = EpochSpec(n_tokens=6_000, batch=8, bptt=16)
 def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real LM train step (tiny model) over one epoch of `LMStream(variable_bptt=True)`
     and count its compilations against the epoch's distinct padded widths."""
-    import jax
-
     from ulmfit_jax import lm_training
     from ulmfit_jax.lm_stream import LMStream
 
@@ -174,17 +172,10 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     rng = np.random.default_rng(0)
     docs = np.split(rng.integers(2, size["vocab"], spec.n_tokens, dtype=np.int32), 50)
     stream = LMStream(docs, batch_size=spec.batch, bptt=spec.bptt, variable_bptt=True, seed=0)
-    step_fn = lm_training.lm_step_fn(step, trainable)  # what the training loop calls
-    log, n_steps = _common.CompileLog(step), 0
-    with _common.count_compilations() as counts:
-        for n_steps, batch in enumerate(stream.epoch_batches(0), 1):
-            state, metrics = step_fn(state, batch)
-            log.after(n_steps - 1, batch.tokens.shape[1])
-        jax.block_until_ready(metrics)
-    return {
-        "name": f"LM, variable BPTT {spec.bptt}, batch {spec.batch}",
-        "steps": n_steps,
-        **log.summary(),
-        "xla_compilations": counts["compilations"],
-        "compile_s": counts["compile_s"],
-    }
+    return _common.epoch_compilations(
+        f"LM, variable BPTT {spec.bptt}, batch {spec.batch}",
+        step,
+        lm_training.lm_step_fn(step, trainable),  # what the training loop calls
+        state,
+        stream.epoch_batches(0),
+    )
