@@ -214,11 +214,10 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     docs = [rng.integers(2, size["vocab"], n, dtype=np.int32) for n in lengths]
     labels = rng.integers(0, N_CLASS, spec.n_docs)
     batches = ClassifierBatches(docs, labels, batch_size=spec.batch, seed=0, pad_multiple=spec.bptt)
-    tally = {"max_width": 0, "real": 0, "positions": 0}
+    tally = {"real": 0, "positions": 0}
 
     def count_tokens(batch):
         """How much of the padded batches is real text (the rest is padding to `bptt`)."""
-        tally["max_width"] = max(tally["max_width"], batch.tokens.shape[1])
         tally["real"] += int(batch.lengths[batch.indices >= 0].sum())
         tally["positions"] += batch.tokens.size
 
@@ -230,8 +229,4 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
         batches.epoch_batches(0),
         on_batch=count_tokens,
     )
-    return {
-        **result,
-        "max_width": tally["max_width"],
-        "real_fraction": tally["real"] / tally["positions"],
-    }
+    return {**result, "real_fraction": tally["real"] / tally["positions"]}

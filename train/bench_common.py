@@ -178,6 +178,7 @@ class CompileLog:
     def summary(self) -> dict:
         return {
             "distinct_widths": len(self.widths),
+            "max_width": max(self.widths, default=0),
             "step_compilations": len(self.events),
             "recompilations": sum(not e["new_width"] for e in self.events),
             "compiled_at": self.events,
