@@ -4,70 +4,61 @@ Loads AllenNLP/bilm-tf weights (`options.json` + `.hdf5`) and matches AllenNLP's
 README.md for the API and the `python -m elmo_jax embed` command.
 """
 
-from elmo_jax.bilm import (
-    bilm_apply,
-    bilm_apply_embedded,
-    embed_characters,
-    remove_sentence_boundaries,
-    zero_state,
-)
-from elmo_jax.cache import TokenEmbeddingCache
-from elmo_jax.char_cnn import char_cnn_apply
-from elmo_jax.characters import ELMoCharacterMapper, batch_to_ids
-from elmo_jax.config import PRESETS, BiLMConfig, preset, read_options
-from elmo_jax.downstream import LayerCache
-from elmo_jax.elmo import elmo_apply, elmo_mix, init_elmo
-from elmo_jax.embed import embed_file
-from elmo_jax.init import init_bilm
-from elmo_jax.lstmp import bilstm_directional
-from elmo_jax.sampled_softmax import full_softmax_loss, sampled_softmax_loss
-from elmo_jax.scalar_mix import init_scalar_mix, scalar_mix
-from elmo_jax.train_data import BidirectionalBatches, Vocabulary, encode_corpus, read_sentence_files
-from elmo_jax.training import TrainOptions, export_bilm
-from elmo_jax.weights import (
-    check_weight_file,
-    hdf5_shapes,
-    load_allennlp,
-    save_allennlp,
-    write_random_weights,
-)
+# Exports load on first use (PEP 562), so that importing one piece, e.g. the shared core under
+# `ulmfit_jax.core` or one model, does not import every module of the package.
+from __future__ import annotations
 
-# Training from scratch: `python -m train.elmo` (elmo_jax.pretrain.pretrain); a downstream task:
-# `python -m train.elmo_downstream` (elmo_jax.task_training.classify).
-__all__ = [
-    "BidirectionalBatches",
-    "LayerCache",
-    "TrainOptions",
-    "Vocabulary",
-    "bilstm_directional",
-    "encode_corpus",
-    "export_bilm",
-    "full_softmax_loss",
-    "read_sentence_files",
-    "sampled_softmax_loss",
-    "PRESETS",
-    "BiLMConfig",
-    "ELMoCharacterMapper",
-    "TokenEmbeddingCache",
-    "batch_to_ids",
-    "bilm_apply",
-    "bilm_apply_embedded",
-    "char_cnn_apply",
-    "check_weight_file",
-    "elmo_apply",
-    "elmo_mix",
-    "embed_characters",
-    "embed_file",
-    "hdf5_shapes",
-    "init_bilm",
-    "init_elmo",
-    "init_scalar_mix",
-    "load_allennlp",
-    "preset",
-    "read_options",
-    "remove_sentence_boundaries",
-    "save_allennlp",
-    "scalar_mix",
-    "write_random_weights",
-    "zero_state",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BiLMConfig": "elmo_jax.model.config",
+    "BidirectionalBatches": "elmo_jax.training.data",
+    "ELMoCharacterMapper": "elmo_jax.model.characters",
+    "LayerCache": "elmo_jax.downstream.models",
+    "PRESETS": "elmo_jax.model.config",
+    "TokenEmbeddingCache": "elmo_jax.embedding.token_cache",
+    "TrainOptions": "elmo_jax.training.steps",
+    "Vocabulary": "elmo_jax.training.data",
+    "batch_to_ids": "elmo_jax.model.characters",
+    "bilm_apply": "elmo_jax.model.bilm",
+    "bilm_apply_embedded": "elmo_jax.model.bilm",
+    "bilstm_directional": "elmo_jax.model.lstmp",
+    "char_cnn_apply": "elmo_jax.model.char_cnn",
+    "check_weight_file": "elmo_jax.weights.allennlp",
+    "elmo_apply": "elmo_jax.model.elmo",
+    "elmo_mix": "elmo_jax.model.elmo",
+    "embed_characters": "elmo_jax.model.bilm",
+    "embed_file": "elmo_jax.embedding.files",
+    "encode_corpus": "elmo_jax.training.data",
+    "export_bilm": "elmo_jax.training.steps",
+    "full_softmax_loss": "elmo_jax.training.sampled_softmax",
+    "hdf5_shapes": "elmo_jax.weights.allennlp",
+    "init_bilm": "elmo_jax.model.init",
+    "init_elmo": "elmo_jax.model.elmo",
+    "init_scalar_mix": "elmo_jax.model.scalar_mix",
+    "load_allennlp": "elmo_jax.weights.allennlp",
+    "preset": "elmo_jax.model.config",
+    "read_options": "elmo_jax.model.config",
+    "read_sentence_files": "elmo_jax.training.data",
+    "remove_sentence_boundaries": "elmo_jax.model.bilm",
+    "sampled_softmax_loss": "elmo_jax.training.sampled_softmax",
+    "save_allennlp": "elmo_jax.weights.allennlp",
+    "scalar_mix": "elmo_jax.model.scalar_mix",
+    "write_random_weights": "elmo_jax.weights.allennlp",
+    "zero_state": "elmo_jax.model.bilm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

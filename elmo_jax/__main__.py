@@ -4,7 +4,7 @@
         [--layers all|top|average] [--batch-size N] [--stateful] [--token-cache] [--vocab FILE]
     elmo-jax tokens --options OPTIONS --weights WEIGHTS VOCAB OUTPUT.hdf5
 
-`embed` writes one dataset per input line (see `elmo_jax.embed`); `tokens` writes the
+`embed` writes one dataset per input line (see `elmo_jax.embedding.files`); `tokens` writes the
 context-independent embedding of each vocabulary line as one dataset "embedding"
 [n_words, projection_dim], bilm-tf's `dump_token_embeddings` format. Bad input (missing or
 mismatched weights, non-UTF-8 text) ends with a one-line error and exit status 2.
@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from elmo_jax.embed import LAYER_MODES
+from elmo_jax.embedding.files import LAYER_MODES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     # Imported late so that `--help` is instant.
-    from elmo_jax.cache import TokenEmbeddingCache
-    from elmo_jax.embed import embed_file
-    from elmo_jax.weights import load_allennlp
+    from elmo_jax.embedding.files import embed_file
+    from elmo_jax.embedding.token_cache import TokenEmbeddingCache
+    from elmo_jax.weights.allennlp import load_allennlp
 
     try:
         params, config = load_allennlp(args.options, args.weights)

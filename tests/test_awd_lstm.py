@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ulmfit_jax
-from ulmfit_jax import awd_lstm
+from ulmfit_jax.models import awd_lstm
 
 CONFIG = ulmfit_jax.AWDLSTMConfig(vocab_size=30, emb_sz=6, n_hid=10, n_layers=3)
 NO_DROPOUT = dataclasses.replace(

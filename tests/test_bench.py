@@ -1,11 +1,11 @@
-"""The benchmark program (`python -m train.bench`): FLOP counts by hand, rendering, and the quick
-mode end to end on tiny shapes."""
+"""The benchmark program (`python -m benchmarks.bench`): FLOP counts by hand, rendering, and the
+quick mode end to end on tiny shapes."""
 
 import json
 
 import pytest
 
-from train import bench, bench_classifier, bench_common, bench_elmo, bench_lm
+from benchmarks import bench, bench_classifier, bench_common, bench_elmo, bench_lm
 
 # Two LSTM layers 2 -> 3 -> 2 and a 5-word vocabulary.
 TINY = dict(vocab=5, emb=2, hid=3, layers=2, batch=1, bptt=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ulmfit_jax
-from ulmfit_jax import classifier
+from ulmfit_jax.models import classifier
 
 CONFIG = ulmfit_jax.ClassifierConfig(
     vocab_size=60, n_class=3, emb_sz=6, n_hid=8, n_layers=2, lin_ftrs=(5,), bptt=8, max_len=16

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ulmfit_jax import cudnn_lstm, lstm
+from ulmfit_jax.core.nn import cudnn_lstm, lstm
 
 BATCH, TIME, N_IN, HIDDEN = 3, 6, 5, 4
 ON_GPU = jax.default_backend() == "gpu"

@@ -9,12 +9,12 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import tiny_config
 
-from elmo_jax.bilm import bilm_apply, remove_sentence_boundaries
-from elmo_jax.characters import ELMoCharacterMapper, batch_to_ids
-from elmo_jax.init import init_bilm
-from elmo_jax.lstmp import zero_state
-from elmo_jax.testing import tiny_config
+from elmo_jax.model.bilm import bilm_apply, remove_sentence_boundaries
+from elmo_jax.model.characters import ELMoCharacterMapper, batch_to_ids
+from elmo_jax.model.init import init_bilm
+from elmo_jax.model.lstmp import zero_state
 
 _apply = jax.jit(bilm_apply, static_argnums=1)
 

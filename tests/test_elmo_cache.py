@@ -3,12 +3,12 @@
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import tiny_config
 
-from elmo_jax.bilm import bilm_apply, bilm_apply_embedded, embed_characters
-from elmo_jax.cache import TokenEmbeddingCache
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.init import init_bilm
-from elmo_jax.testing import tiny_config
+from elmo_jax.embedding.token_cache import TokenEmbeddingCache
+from elmo_jax.model.bilm import bilm_apply, bilm_apply_embedded, embed_characters
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.init import init_bilm
 
 SENTENCES = [["The", "cat", "sat", "."], [], ["A", "cat", "wörd", "z" * 60]]
 

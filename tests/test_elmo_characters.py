@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from elmo_jax.characters import (
+from elmo_jax.model.characters import (
     BEGINNING_OF_SENTENCE_CHARACTER,
     BEGINNING_OF_WORD_CHARACTER,
     END_OF_SENTENCE_CHARACTER,

@@ -4,12 +4,12 @@ import h5py
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import fixture_dir, load_fixture_sentences, load_fixture_top_layers
 
 from elmo_jax.__main__ import main
-from elmo_jax.bilm import bilm_apply
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.testing import fixture_dir, load_fixture_sentences, load_fixture_top_layers
-from elmo_jax.weights import load_allennlp
+from elmo_jax.model.bilm import bilm_apply
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.weights.allennlp import load_allennlp
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from elmo_fixtures import tiny_config
 
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.downstream import (
+from elmo_jax.downstream.models import (
     ClassifierConfig,
     LayerCache,
     bilm_layers,
@@ -19,9 +19,9 @@ from elmo_jax.downstream import (
     elmo_task_loss,
     init_classifier,
 )
-from elmo_jax.init import init_bilm
-from elmo_jax.testing import tiny_config
-from elmo_jax.weights import write_random_weights
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.init import init_bilm
+from elmo_jax.weights.allennlp import write_random_weights
 
 WORDS = "the a movie film plot actor scene was is very quite really".split()
 

@@ -4,13 +4,13 @@ import h5py
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import fixture_dir, load_fixture_sentences, load_fixture_top_layers
 
-from elmo_jax.bilm import bilm_apply, remove_sentence_boundaries
-from elmo_jax.char_cnn import char_cnn_apply
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.lstmp import zero_state
-from elmo_jax.testing import fixture_dir, load_fixture_sentences, load_fixture_top_layers
-from elmo_jax.weights import load_allennlp
+from elmo_jax.model.bilm import bilm_apply, remove_sentence_boundaries
+from elmo_jax.model.char_cnn import char_cnn_apply
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.lstmp import zero_state
+from elmo_jax.weights.allennlp import load_allennlp
 
 ATOL = 1e-5
 

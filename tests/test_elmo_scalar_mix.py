@@ -4,13 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from elmo_fixtures import tiny_config
 
-from elmo_jax.bilm import bilm_apply
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.elmo import elmo_apply, elmo_mix, init_elmo
-from elmo_jax.init import init_bilm
-from elmo_jax.scalar_mix import init_scalar_mix, scalar_mix
-from elmo_jax.testing import tiny_config
+from elmo_jax.model.bilm import bilm_apply
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.elmo import elmo_apply, elmo_mix, init_elmo
+from elmo_jax.model.init import init_bilm
+from elmo_jax.model.scalar_mix import init_scalar_mix, scalar_mix
 
 
 def _numpy_mix(w, gamma, layers, mask, do_layer_norm):

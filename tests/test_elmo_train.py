@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 from absl import flags
 
-from elmo_jax import pretrain, training
-from elmo_jax.bilm import bilm_apply
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.config import read_options
-from elmo_jax.train_data import BidirectionalBatches, Vocabulary, encode_corpus
-from elmo_jax.weights import check_weight_file, load_allennlp
+from elmo_jax.model.bilm import bilm_apply
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.config import read_options
+from elmo_jax.model.lstmp import zero_state
+from elmo_jax.training import pretrain
+from elmo_jax.training import steps as training
+from elmo_jax.training.data import BidirectionalBatches, Vocabulary, encode_corpus
+from elmo_jax.weights.allennlp import check_weight_file, load_allennlp
 from train import elmo
 from train.configs import elmo_lm1b
-from ulmfit_jax.checkpointing import Checkpointer
+from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.training.train_state import create_train_state
 
 STEPS = 10
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -57,12 +60,12 @@ def final_state(config, workdir):
     options = pretrain.train_options(config)
     vocab = Vocabulary.from_file(workdir / "vocab.txt")
     params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
-    template = training.init_train_state(
+    template = create_train_state(
         params,
-        model,
         training.make_optimizer(options),
-        batch_size=config.train.batch_size,
         seed=config.seed,
+        lstm_state=zero_state(model, config.train.batch_size),
+        key_impl=training.KEY_IMPL,
     )
     checkpointer = Checkpointer(workdir / "checkpoints")
     state, _ = checkpointer.restore(template)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.train_data import (
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.training.data import (
     BidirectionalBatches,
     Vocabulary,
     encode_corpus,

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from elmo_jax.sampled_softmax import (
+from elmo_jax.training.sampled_softmax import (
     draw_negatives,
     full_softmax_loss,
     log_uniform_probability,

@@ -7,11 +7,11 @@ import h5py
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import fixture_dir, scaled_preset, tiny_config
 
-from elmo_jax.bilm import bilm_apply
-from elmo_jax.config import PRESETS, BiLMConfig, preset, read_options
-from elmo_jax.testing import fixture_dir, scaled_preset, tiny_config
-from elmo_jax.weights import (
+from elmo_jax.model.bilm import bilm_apply
+from elmo_jax.model.config import PRESETS, BiLMConfig, preset, read_options
+from elmo_jax.weights.allennlp import (
     abstract_params,
     check_weight_file,
     count_parameters,

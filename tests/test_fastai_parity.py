@@ -1,4 +1,5 @@
-"""Our AWD-LSTM LM and classifier against fastai (fixtures: scripts/make_fastai_fixtures.py)."""
+"""Our AWD-LSTM LM and classifier against fastai (fixtures:
+scripts/fixtures/make_fastai_fixtures.py)."""
 
 import json
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import ulmfit_jax
-from ulmfit_jax import fastai_weights
+from ulmfit_jax.weights import fastai as fastai_weights
 
 pytest.importorskip("torch")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ulmfit_jax
-from ulmfit_jax import fastai_weights
+from ulmfit_jax.weights import fastai as fastai_weights
 
 torch = pytest.importorskip("torch")
 

@@ -8,9 +8,9 @@ import tarfile
 import pytest
 import tensorflow_datasets as tfds
 
-from ulmfit_jax import local_formats
-from ulmfit_jax.local_datasets import load_local_dataset, prepare_local_dataset
-from ulmfit_jax.sources import TextRecord, load_text_dataset
+from ulmfit_jax.core.data import local_formats
+from ulmfit_jax.core.data.local_datasets import load_local_dataset, prepare_local_dataset
+from ulmfit_jax.core.data.sources import TextRecord, load_text_dataset
 
 tfds.disable_progress_bar()
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ulmfit_jax import lstm
+from ulmfit_jax.core.nn import lstm, lstm_recurrence, precision
 
 torch = pytest.importorskip("torch")
 
@@ -127,7 +127,7 @@ def test_custom_vjp_equals_autodiff_with_padding(
 ):
     """Both loop layouts of the custom VJP (feature-major is CPU's default, batch-major GPU's
     and TPU's) against autodiff through `lstm_cell`."""
-    monkeypatch.setattr(lstm, "feature_major_default", lambda: feature_major)
+    monkeypatch.setattr(lstm_recurrence, "feature_major_default", lambda: feature_major)
     x, h0, c0 = data
     params = params_from_torch(torch_lstm)
     lengths = jnp.array([TIME, 4, 1], jnp.int32)
@@ -240,18 +240,20 @@ def test_bfloat16_compute_is_close_to_float32(impl, reverse):
         np.testing.assert_array_equal(a, b)
 
 
-def test_mp_einsum_and_run_recurrence_compute_dtype():
+def test_precision_einsum_and_run_recurrence_compute_dtype():
     a = jax.random.normal(jax.random.key(0), (3, 5))
     b = jax.random.normal(jax.random.key(1), (5, 4))
-    np.testing.assert_array_equal(lstm.mp_einsum("ij,jk->ik", a, b), jnp.einsum("ij,jk->ik", a, b))
-    low = lstm.mp_einsum("ij,jk->ik", a, b, compute_dtype=jnp.bfloat16)
+    np.testing.assert_array_equal(
+        precision.einsum("ij,jk->ik", a, b, None), jnp.einsum("ij,jk->ik", a, b)
+    )
+    low = precision.einsum("ij,jk->ik", a, b, jnp.bfloat16)
     assert low.dtype == jnp.float32
     assert rel_err(low, a @ b) <= 2e-2
     seen = []
 
     def step(w, carry, x_t):
         seen.append(w.dtype)
-        h = jnp.tanh(x_t + lstm.mp_einsum("bh,hg->bg", carry, w, compute_dtype=jnp.bfloat16))
+        h = jnp.tanh(x_t + precision.einsum("bh,hg->bg", carry, w, jnp.bfloat16))
         return h, h
 
     w = jax.random.normal(jax.random.key(2), (4, 4)) * 0.3

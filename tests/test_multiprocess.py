@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ulmfit_jax import awd_lstm
-from ulmfit_jax.pipeline import load_export
+from ulmfit_jax.models import awd_lstm
+from ulmfit_jax.weights.export import load_export
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the a film story acting plot good bad great fine dull it is was and with".split()

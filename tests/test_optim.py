@@ -1,5 +1,5 @@
-"""ULMFiT's optimiser against fastai 2.8 (fixtures from scripts/make_optim_fixture.py) and the
-paper's formulas."""
+"""ULMFiT's optimiser against fastai 2.8 (fixtures from scripts/fixtures/make_optim_fixture.py) and
+the paper's formulas."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import numpy as np
 import optax
 import pytest
 
-from ulmfit_jax import schedules
-from ulmfit_jax.classifier import ClassifierConfig
-from ulmfit_jax.fastai_weights import classifier_params_from_state_dict, lm_params_from_state_dict
-from ulmfit_jax.optim import (
+from ulmfit_jax.models.classifier import ClassifierConfig
+from ulmfit_jax.training import schedules
+from ulmfit_jax.training.optim import (
     clip_grad_norm,
     fastai_adam,
     fastai_leaf_roles,
@@ -26,7 +25,8 @@ from ulmfit_jax.optim import (
     new_stage,
     trainable_groups,
 )
-from ulmfit_jax.param_groups import BATCH_STATS, param_groups
+from ulmfit_jax.training.param_groups import BATCH_STATS, param_groups
+from ulmfit_jax.weights.fastai import classifier_params_from_state_dict, lm_params_from_state_dict
 
 RTOL = 1e-6  # our parameters equal fastai's within 1e-6 relative, step by step
 # Whole runs: 15 float32 steps from fastai's gradients. Measured here 7.4e-7 (classifier); a

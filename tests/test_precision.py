@@ -19,15 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from elmo_fixtures import tiny_config
 
-from elmo_jax import training
-from elmo_jax.bilm import bilm_apply
-from elmo_jax.characters import batch_to_ids
-from elmo_jax.init import init_bilm
-from elmo_jax.sampled_softmax import draw_negatives, full_softmax_loss, sampled_softmax_loss
-from elmo_jax.testing import tiny_config
-from ulmfit_jax import awd_lstm, classifier, lm_training, optim
-from ulmfit_jax.param_groups import param_groups
+from elmo_jax.model.bilm import bilm_apply
+from elmo_jax.model.characters import batch_to_ids
+from elmo_jax.model.init import init_bilm
+from elmo_jax.training import steps as training
+from elmo_jax.training.sampled_softmax import (
+    draw_negatives,
+    full_softmax_loss,
+    sampled_softmax_loss,
+)
+from ulmfit_jax.models import awd_lstm, classifier
+from ulmfit_jax.training import lm_steps as lm_training
+from ulmfit_jax.training import optim
+from ulmfit_jax.training.param_groups import param_groups
 
 LM = awd_lstm.AWDLSTMConfig(vocab_size=60, emb_sz=16, n_hid=24, n_layers=2)
 CLAS = classifier.ClassifierConfig(

@@ -10,22 +10,22 @@ per example for the global batch, not per device.
 import jax
 import numpy as np
 import pytest
+from elmo_fixtures import tiny_config as tiny_bilm_config
 
-from elmo_jax import training as elmo_training
-from elmo_jax.sampled_softmax import draw_negatives
-from elmo_jax.testing import tiny_config as tiny_bilm_config
-from ulmfit_jax import awd_lstm, classifier, optim, param_groups, sharding
-from ulmfit_jax.awd_lstm import AWDLSTMConfig
-from ulmfit_jax.classifier import ClassifierConfig
-from ulmfit_jax.classifier_batches import ClassifierBatch
-from ulmfit_jax.classifier_training import (
-    init_classifier_train_state,
-    make_classifier_train_step,
-    pad_rows,
-    predict_batches,
-)
-from ulmfit_jax.lm_stream import LMStream
-from ulmfit_jax.lm_training import evaluate_lm, init_lm_train_state, make_lm_train_step
+from elmo_jax.model.lstmp import zero_state as elmo_zero_state
+from elmo_jax.training import steps as elmo_training
+from elmo_jax.training.sampled_softmax import draw_negatives
+from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.data.classifier_batches import ClassifierBatch
+from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.inference.batch_predict import pad_rows, predict_batches
+from ulmfit_jax.models import awd_lstm, classifier
+from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
+from ulmfit_jax.models.classifier import ClassifierConfig
+from ulmfit_jax.training import optim, param_groups
+from ulmfit_jax.training.classifier_steps import make_classifier_train_step
+from ulmfit_jax.training.lm_steps import evaluate_lm, make_lm_train_step
 
 RTOL = 1e-5
 BATCH = 8
@@ -93,7 +93,9 @@ def test_lm_step_is_the_same_on_one_and_eight_devices(meshes):
     (one, m_one, _), (eight, m_eight, step) = run_both(
         meshes,
         lambda mesh: make_lm_train_step(config, optimizer, mesh=mesh),
-        lambda mesh: init_lm_train_state(params, config, optimizer, batch_size=BATCH, seed=3),
+        lambda mesh: create_train_state(
+            params, optimizer, seed=3, lstm_state=awd_lstm.zero_state(config, BATCH)
+        ),
         batches,
     )
     # Every device keeps its row of the carried state; parameters are replicated.
@@ -144,7 +146,7 @@ def test_classifier_step_is_the_same_on_one_and_eight_devices(meshes):
     (one, m_one, _), (eight, m_eight, _) = run_both(
         meshes,
         lambda mesh: make_classifier_train_step(config, optimizer, mesh=mesh),
-        lambda mesh: init_classifier_train_state(params, optimizer, seed=5),
+        lambda mesh: create_train_state(params, optimizer, seed=5),
         [batch],
     )
     # BatchNorm's running statistics included: the global batch's, as on one device.
@@ -184,8 +186,12 @@ def test_bilm_step_is_the_same_on_one_and_eight_devices(meshes):
     (one, m_one, _), (eight, m_eight, _) = run_both(
         meshes,
         lambda mesh: elmo_training.make_train_step(config, options, mesh),
-        lambda mesh: elmo_training.init_train_state(
-            params, config, optimizer, batch_size=BATCH, seed=4
+        lambda mesh: create_train_state(
+            params,
+            optimizer,
+            seed=4,
+            lstm_state=elmo_zero_state(config, BATCH),
+            key_impl=elmo_training.KEY_IMPL,
         ),
         batches,
     )
@@ -212,7 +218,7 @@ def test_auto_mesh_and_errors(monkeypatch):
 
 
 def test_bilm_streams_split_by_host_into_the_single_host_batch():
-    from elmo_jax.train_data import BidirectionalBatches, Vocabulary, encode_corpus
+    from elmo_jax.training.data import BidirectionalBatches, Vocabulary, encode_corpus
 
     rng = np.random.default_rng(5)
     sentences = [list(rng.choice(["a", "b", "cc", "ddd"], rng.integers(1, 9))) for _ in range(40)]

@@ -7,7 +7,13 @@ import pytest
 import tensorflow_datasets as tfds
 import tensorflow_datasets.text  # noqa: F401  (registers glue/sst2 and yelp for mocking)
 
-from ulmfit_jax.sources import FieldSpec, TextRecord, decode_text, fields_for, load_text_dataset
+from ulmfit_jax.core.data.sources import (
+    FieldSpec,
+    TextRecord,
+    decode_text,
+    fields_for,
+    load_text_dataset,
+)
 
 CASES = [
     ("imdb_reviews", "train", ("neg", "pos")),

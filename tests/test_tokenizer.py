@@ -1,6 +1,6 @@
 """The tokenizers against fastai's own output, their bad-input policies, and the corpus cache.
 
-The expected tokens come from fastai 2.8.12 (``scripts/make_tokenizer_fixture.py``) and are
+The expected tokens come from fastai 2.8.12 (``scripts/fixtures/make_tokenizer_fixture.py``) and are
 committed under ``tests/fixtures/tokenizer/``, so these tests need neither fastai nor ../shared.
 """
 
@@ -13,10 +13,10 @@ import pickle
 import numpy as np
 import pytest
 
-from ulmfit_jax import token_cache
-from ulmfit_jax.sentencepiece_tokenizer import SentencePieceTokenizer, default_vocab_size
-from ulmfit_jax.token_cache import TokenizedCorpus, tokenize_corpus
-from ulmfit_jax.tokenizer import (
+from ulmfit_jax.text import token_cache
+from ulmfit_jax.text.sentencepiece_tokenizer import SentencePieceTokenizer, default_vocab_size
+from ulmfit_jax.text.token_cache import TokenizedCorpus, tokenize_corpus
+from ulmfit_jax.text.tokenizer import (
     SPECIAL_TOKENS,
     WordTokenizer,
     as_texts,
@@ -28,7 +28,7 @@ from ulmfit_jax.tokenizer import (
     split_for_spacy,
     tokenize,
 )
-from ulmfit_jax.vocab import Vocab
+from ulmfit_jax.text.vocab import Vocab
 
 
 def _load(fixtures_dir, name):

@@ -18,7 +18,7 @@ import pytest
 
 from train import ulmfit
 from train.configs import classify_imdb, finetune_lm_imdb, pretrain_wikitext2
-from ulmfit_jax.pipeline import load_export
+from ulmfit_jax.weights.export import load_export
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = {
@@ -123,7 +123,7 @@ def test_evaluate_and_predict_in_input_order(pipeline_runs, corpora, tmp_path):
     ulmfit.run(config, None)
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == lines
-    from ulmfit_jax.predictor import Predictor
+    from ulmfit_jax.inference.predictor import Predictor
 
     predictor = Predictor.from_workdir(runs / "clas")
     together = predictor.predict(lines)
@@ -133,7 +133,7 @@ def test_evaluate_and_predict_in_input_order(pipeline_runs, corpora, tmp_path):
 
 
 def _final_params(workdir):
-    from ulmfit_jax import awd_lstm
+    from ulmfit_jax.models import awd_lstm
 
     def template(meta):
         return awd_lstm.init_lm_params(jax.random.key(0), awd_lstm.AWDLSTMConfig(**meta["model"]))
@@ -238,7 +238,7 @@ def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
     config = tiny_config(classify_imdb, corpora, **{"backward": True, "init.workdir": ""})
     ulmfit.run(config, tmp_path / "clas_bwd")
     from train.configs import evaluate_imdb
-    from ulmfit_jax.predictor import Predictor, ensemble_predict
+    from ulmfit_jax.inference.predictor import Predictor, ensemble_predict
 
     backward = Predictor.from_workdir(tmp_path / "clas_bwd")
     assert backward.backward
@@ -269,7 +269,7 @@ def test_imdb_probe_is_fast_and_false_offline(monkeypatch, tmp_path):
     """Offline, the demo must not wait for TFDS's ~200 s of download retries."""
     import socket
 
-    from ulmfit_jax import text_data
+    from ulmfit_jax.core.data import imdb
 
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
@@ -277,5 +277,5 @@ def test_imdb_probe_is_fast_and_false_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     start = time.perf_counter()
-    assert text_data.imdb_downloadable() is False
+    assert imdb.imdb_downloadable() is False
     assert time.perf_counter() - start < 5

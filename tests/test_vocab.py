@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from ulmfit_jax.tokenizer import SPECIAL_TOKENS
-from ulmfit_jax.vocab import FAKE, Vocab, make_vocab
+from ulmfit_jax.text.tokenizer import SPECIAL_TOKENS
+from ulmfit_jax.text.vocab import FAKE, Vocab, make_vocab
 
 ODD_TOKENS = ["\n", "\n\n▁", "\\", "\\n", "a\\b", "\r", "tab\there", "日本", "▁", "x y", "]", '"']
 

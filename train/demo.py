@@ -27,12 +27,12 @@ from pathlib import Path
 from train import ulmfit
 from train.configs import classify_imdb, finetune_lm_imdb, pretrain_wikitext2
 from train.configs.base import tiny
-from ulmfit_jax import embedded_corpus, text_data
-from ulmfit_jax.predictor import Predictor
+from ulmfit_jax.core.data.imdb import find_imdb, imdb_downloadable
+from ulmfit_jax.core.paths import SHARED_DATA
+from ulmfit_jax.data import embedded_corpus
+from ulmfit_jax.inference.predictor import Predictor
 
-WIKITEXT2 = Path(
-    os.environ.get("ULMFIT_WIKITEXT2", text_data.REPO_ROOT.parent / "shared/data/wikitext-2")
-)
+WIKITEXT2 = Path(os.environ.get("ULMFIT_WIKITEXT2", SHARED_DATA / "wikitext-2"))
 REVIEWS = [
     "One of the best films I have seen in years: moving, funny and beautifully acted.",
     "A dull, lifeless script and wooden acting. I want my two hours back.",
@@ -59,8 +59,8 @@ def demo_model(c, args):
 def configure(args):
     """Stage configs for the data found on this machine; returns (configs, description)."""
     use_real = args.corpus in ("auto", "imdb")
-    imdb = text_data.find_imdb(cache_dir=args.workdir / "cache") if use_real else None
-    if imdb is None and use_real and text_data.imdb_downloadable():
+    imdb = find_imdb(cache_dir=args.workdir / "cache") if use_real else None
+    if imdb is None and use_real and imdb_downloadable():
         imdb = "tfds"  # TFDS's imdb_reviews, downloaded and prepared on first use
     have_wiki = use_real and (WIKITEXT2 / "wiki.train.tokens").is_file()
     if args.corpus == "imdb" and (imdb is None or not have_wiki):

@@ -4,11 +4,11 @@
     python -m train.elmo --config train/configs/elmo_lm1b.py:sample --workdir runs/elmo --resume
 
 Checkpoints, metrics (`metrics.jsonl`, TensorBoard), progress and SIGTERM handling are
-`ulmfit_jax.run`'s, as for the ULMFiT program. At the end the model is evaluated with the full
-softmax and exported to `WORKDIR/export/` (`options.json` + `lm_weights.hdf5` in the released
-layout, readable by `elmo_jax.load_allennlp`, AllenNLP and bilm-tf). Config keys are locked: a
-misspelt `--config.key` is an error. Training uses every device; on several hosts run the same
-command on each with `--distributed=on` (see `ulmfit_jax.sharding`).
+`ulmfit_jax.core.training.run`'s, as for the ULMFiT program. At the end the model is evaluated with
+the full softmax and exported to `WORKDIR/export/` (`options.json` + `lm_weights.hdf5` in the
+released layout, readable by `elmo_jax.load_allennlp`, AllenNLP and bilm-tf). Config keys are
+locked: a misspelt `--config.key` is an error. Training uses every device; on several hosts run the
+same command on each with `--distributed=on` (see `ulmfit_jax.core.training.sharding`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def define_flags(
 
 def run(config, workdir: str, resume: bool = False) -> dict:
     """Train, evaluate and export; returns the validation metrics."""
-    from elmo_jax.pretrain import pretrain
+    from elmo_jax.training.pretrain import pretrain
 
     return pretrain(config, workdir, resume=resume)
 
@@ -57,7 +57,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     # Returns nothing: `app.run` passes a return value to `sys.exit`.
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from ulmfit_jax import sharding
+    from ulmfit_jax.core.training import sharding
 
     sharding.maybe_initialize_distributed(flag_values.distributed)
     run(flag_values.config, flag_values.workdir, flag_values.resume)

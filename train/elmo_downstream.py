@@ -15,7 +15,7 @@ from train.elmo import define_flags
 
 def run(config, workdir: str, resume: bool = False) -> dict:
     """Train the classifier and evaluate it; returns the test metrics."""
-    from elmo_jax.task_training import classify
+    from elmo_jax.downstream.train import classify
 
     return classify(config, workdir, resume=resume)
 

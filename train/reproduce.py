@@ -41,7 +41,8 @@ from train.configs import (
     finetune_lm_imdb,
     pretrain_wikitext2,
 )
-from ulmfit_jax import text_data
+from ulmfit_jax.core.data.imdb import find_imdb
+from ulmfit_jax.core.paths import SHARED_DATA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def common(c, workdir: Path, size: Size):
 
 
 def imdb_path(workdir: Path) -> str:
-    found = text_data.find_imdb(cache_dir=workdir / "cache")
+    found = find_imdb(cache_dir=workdir / "cache")
     if found is None:
         raise FileNotFoundError("IMDb not found: set $ULMFIT_IMDB to an aclImdb folder or tarball")
     return str(found)
@@ -109,7 +110,7 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
     for backward in (False, True):
         sfx = "_bwd" if backward else ""
         pre = common(pretrain_wikitext2.get_config(), workdir, sz)
-        pre.data.path = str(text_data.REPO_ROOT.parent / "shared/data/wikitext-2")
+        pre.data.path = str(SHARED_DATA / "wikitext-2")
         pre.model.drop_mult = 0.2
         pre.phases = ((0, 3, 1e-2),)
         out.append(("pretrain" + sfx, pre))
@@ -125,7 +126,7 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
 
         lm_trec = common(finetune_lm_imdb.get_config(), workdir, sz)
         lm_trec.data.source, lm_trec.data.format = "local", "trec"
-        lm_trec.data.path = str(text_data.REPO_ROOT.parent / "shared/data/trec")
+        lm_trec.data.path = str(SHARED_DATA / "trec")
         lm_trec.data.lm_splits = ("train",)
         lm_trec.model.drop_mult = 0.3
         lm_trec.phases = ((1, 2, 1e-2), (0, 6, 3e-3))

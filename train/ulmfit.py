@@ -37,18 +37,19 @@ TRAINING_STAGES = ("pretrain", "finetune_lm", "classify")
 
 def run(config, workdir: str | None, resume: bool = False):
     """Run the stage `config.stage`; returns its metrics."""
-    from ulmfit_jax import classifier_stages, pipeline
+    from ulmfit_jax.inference import stages as inference_stages
+    from ulmfit_jax.training import classifier_stage, lm_stage
 
     if config.stage in TRAINING_STAGES and not workdir:
         raise ValueError(f"stage {config.stage!r} needs --workdir")
-    if config.stage in pipeline.LM_STAGES:
-        return pipeline.lm_stage(config, workdir, resume=resume)
+    if config.stage in lm_stage.LM_STAGES:
+        return lm_stage.lm_stage(config, workdir, resume=resume)
     if config.stage == "classify":
-        return classifier_stages.classify_stage(config, workdir, resume=resume)
+        return classifier_stage.classify_stage(config, workdir, resume=resume)
     if config.stage == "evaluate":
-        return classifier_stages.evaluate_stage(config)
+        return inference_stages.evaluate_stage(config)
     if config.stage == "predict":
-        return classifier_stages.predict_stage(config)
+        return inference_stages.predict_stage(config)
     raise ValueError(
         f"unknown stage {config.stage!r}: expected one of "
         f"{(*TRAINING_STAGES, 'evaluate', 'predict')}"
@@ -58,7 +59,7 @@ def run(config, workdir: str | None, resume: bool = False):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from ulmfit_jax import sharding
+    from ulmfit_jax.core.training import sharding
 
     sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
     run(_CONFIG.value, _WORKDIR.value, _RESUME.value)

@@ -3,70 +3,60 @@
 The public, documented API is re-exported here; see README.md.
 """
 
-from ulmfit_jax.awd_lstm import (
-    AWDLSTMConfig,
-    ar_tar_penalty,
-    init_lm_params,
-    lm_apply,
-    lm_forward,
-    zero_state,
-)
-from ulmfit_jax.classifier import (
-    ClassifierConfig,
-    classifier_apply,
-    from_language_model,
-    init_classifier_params,
-    merge_batch_stats,
-    pad_documents,
-)
-from ulmfit_jax.fastai_weights import (
-    load_fastai_classifier,
-    load_fastai_lm,
-    match_embeddings,
-    read_itos,
-    write_itos,
-)
-from ulmfit_jax.optim import hyperparams, make_optimizer, new_stage, trainable_groups
-from ulmfit_jax.param_groups import classifier_param_groups, lm_param_groups
-from ulmfit_jax.predictor import Predictor, ensemble_predict
-from ulmfit_jax.sentencepiece_tokenizer import SentencePieceTokenizer
-from ulmfit_jax.token_cache import TokenizedCorpus, tokenize_corpus
-from ulmfit_jax.tokenizer import SPECIAL_TOKENS, WordTokenizer, preprocess, tokenize
-from ulmfit_jax.vocab import Vocab, make_vocab
+# Exports load on first use (PEP 562), so that importing one piece, e.g. the shared core under
+# `ulmfit_jax.core` or one model, does not import every module of the package.
+from __future__ import annotations
 
-__all__ = [
-    "Predictor",
-    "ensemble_predict",
-    "hyperparams",
-    "make_optimizer",
-    "new_stage",
-    "classifier_param_groups",
-    "lm_param_groups",
-    "trainable_groups",
-    "SPECIAL_TOKENS",
-    "SentencePieceTokenizer",
-    "TokenizedCorpus",
-    "Vocab",
-    "WordTokenizer",
-    "make_vocab",
-    "preprocess",
-    "tokenize",
-    "tokenize_corpus",
-    "AWDLSTMConfig",
-    "ClassifierConfig",
-    "ar_tar_penalty",
-    "classifier_apply",
-    "from_language_model",
-    "init_classifier_params",
-    "init_lm_params",
-    "lm_apply",
-    "lm_forward",
-    "load_fastai_classifier",
-    "load_fastai_lm",
-    "match_embeddings",
-    "merge_batch_stats",
-    "pad_documents",
-    "read_itos",
-    "write_itos",
-    "zero_state",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AWDLSTMConfig": "ulmfit_jax.models.awd_lstm",
+    "ClassifierConfig": "ulmfit_jax.models.classifier",
+    "Predictor": "ulmfit_jax.inference.predictor",
+    "SPECIAL_TOKENS": "ulmfit_jax.text.tokenizer",
+    "SentencePieceTokenizer": "ulmfit_jax.text.sentencepiece_tokenizer",
+    "TokenizedCorpus": "ulmfit_jax.text.token_cache",
+    "Vocab": "ulmfit_jax.text.vocab",
+    "WordTokenizer": "ulmfit_jax.text.tokenizer",
+    "ar_tar_penalty": "ulmfit_jax.models.awd_lstm",
+    "classifier_apply": "ulmfit_jax.models.classifier",
+    "classifier_param_groups": "ulmfit_jax.training.param_groups",
+    "ensemble_predict": "ulmfit_jax.inference.predictor",
+    "from_language_model": "ulmfit_jax.models.classifier",
+    "hyperparams": "ulmfit_jax.training.optim",
+    "init_classifier_params": "ulmfit_jax.models.classifier",
+    "init_lm_params": "ulmfit_jax.models.awd_lstm",
+    "lm_apply": "ulmfit_jax.models.awd_lstm",
+    "lm_forward": "ulmfit_jax.models.awd_lstm",
+    "lm_param_groups": "ulmfit_jax.training.param_groups",
+    "load_fastai_classifier": "ulmfit_jax.weights.fastai",
+    "load_fastai_lm": "ulmfit_jax.weights.fastai",
+    "make_optimizer": "ulmfit_jax.training.optim",
+    "make_vocab": "ulmfit_jax.text.vocab",
+    "match_embeddings": "ulmfit_jax.weights.fastai",
+    "merge_batch_stats": "ulmfit_jax.models.classifier",
+    "new_stage": "ulmfit_jax.training.optim",
+    "pad_documents": "ulmfit_jax.models.classifier",
+    "preprocess": "ulmfit_jax.text.tokenizer",
+    "read_itos": "ulmfit_jax.weights.fastai",
+    "tokenize": "ulmfit_jax.text.tokenizer",
+    "tokenize_corpus": "ulmfit_jax.text.token_cache",
+    "trainable_groups": "ulmfit_jax.training.optim",
+    "write_itos": "ulmfit_jax.weights.fastai",
+    "zero_state": "ulmfit_jax.models.awd_lstm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,6 +2,17 @@
 
 from ml_collections import ConfigDict
 
+VARIANTS = ("", "tiny")
+
+
+def check_variant(variant: str, known: tuple[str, ...] = VARIANTS) -> str:
+    """`variant`, or a ValueError listing the known ones (a misspelt `:tinyy` must not run the
+    full-size config)."""
+    if variant not in known:
+        names = ", ".join(repr(v) for v in known)
+        raise ValueError(f"unknown config variant {variant!r}: expected one of {names}")
+    return variant
+
 
 def base_config(stage: str) -> ConfigDict:
     c = ConfigDict()
@@ -12,7 +23,7 @@ def base_config(stage: str) -> ConfigDict:
     c.tokenizer_workers = 2
 
     c.data = ConfigDict()
-    c.data.source = "imdb"  # "tfds" | "local" | "imdb" (see ulmfit_jax.text_data)
+    c.data.source = "imdb"  # "tfds" | "local" | "imdb" (see ulmfit_jax.data.corpus)
     c.data.name = ""
     c.data.path = ""
     c.data.format = ""

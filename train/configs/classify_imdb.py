@@ -6,10 +6,11 @@
 With `--config.init.workdir=''` the same classifier is trained from scratch (the baseline).
 """
 
-from train.configs.base import base_config, tiny
+from train.configs.base import base_config, check_variant, tiny
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     c = base_config("classify")
     c.data.source = "imdb"
     c.model.drop_mult = 0.5

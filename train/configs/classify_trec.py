@@ -4,10 +4,11 @@
         --config.init.workdir=runs/lm_trec
 """
 
-from train.configs.base import base_config, tiny
+from train.configs.base import base_config, check_variant, tiny
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     c = base_config("classify")
     c.data.source, c.data.format = "local", "trec"
     c.data.path = "../shared/data/trec"

@@ -23,10 +23,13 @@ cores. `:tiny` is a few-thousand-parameter model for tests.
 
 from ml_collections import ConfigDict
 
+from train.configs.base import check_variant
+
 _RELEASED_FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
 
 
 def get_config(variant: str = "") -> ConfigDict:
+    check_variant(variant, ("", "sample", "tiny"))
     c = ConfigDict()
     c.seed = 0
 
@@ -114,6 +117,4 @@ def get_config(variant: str = "") -> ConfigDict:
         c.train.log_every = 2
         c.eval.batch_size = 2
         c.eval.unroll_steps = 8
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r}: expected '', 'sample' or 'tiny'")
     return c

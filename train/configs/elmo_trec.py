@@ -13,8 +13,11 @@ train with Adam for 10 epochs on train_5500 (5,452 questions); accuracy on TREC_
 
 from ml_collections import ConfigDict
 
+from train.configs.base import VARIANTS, check_variant
+
 
 def get_config(variant: str = "") -> ConfigDict:
+    check_variant(variant, VARIANTS)
     c = ConfigDict()
     c.seed = 0
 
@@ -25,7 +28,7 @@ def get_config(variant: str = "") -> ConfigDict:
 
     c.data = ConfigDict()
     c.data.path = "../shared/data/trec"
-    c.data.format = "trec"  # any labelled ulmfit_jax.local_datasets format
+    c.data.format = "trec"  # any labelled ulmfit_jax.core.data.local_datasets format
     c.data.tfds_dir = ""  # where the local dataset is prepared; "" is TFDS's default
     c.data.train_split = "train"
     c.data.test_split = "test"
@@ -50,6 +53,4 @@ def get_config(variant: str = "") -> ConfigDict:
         c.train.epochs = 2.0
         c.train.checkpoint_every = 5
         c.train.log_every = 5
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r}: expected '' or 'tiny'")
     return c

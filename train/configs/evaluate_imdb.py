@@ -4,10 +4,11 @@
         --config.eval.workdirs="('runs/clas','runs/clas_bwd')"
 """
 
-from train.configs.base import base_config, tiny
+from train.configs.base import base_config, check_variant, tiny
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     c = base_config("evaluate")
     c.data.source = "imdb"
     if variant == "tiny":

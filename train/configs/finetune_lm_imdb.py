@@ -7,10 +7,11 @@ groups, with discriminative learning rates and STLR.
         --config.init.workdir=runs/pretrain
 """
 
-from train.configs.base import base_config, tiny
+from train.configs.base import base_config, check_variant, tiny
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     c = base_config("finetune_lm")
     c.data.source = "imdb"
     c.data.lm_splits = ("train", "test", "unsupervised")

@@ -5,8 +5,9 @@
         --config.predict.input=reviews.txt --config.predict.output=predictions.csv
 """
 
-from train.configs.base import base_config
+from train.configs.base import base_config, check_variant
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     return base_config("predict")

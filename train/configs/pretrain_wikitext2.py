@@ -4,10 +4,11 @@
         --config.data.path=../shared/data/wikitext-2
 """
 
-from train.configs.base import base_config, tiny
+from train.configs.base import base_config, check_variant, tiny
 
 
 def get_config(variant: str = ""):
+    check_variant(variant)
     c = base_config("pretrain")
     c.data.source, c.data.format = "local", "wikitext"
     c.data.path = "../shared/data/wikitext-2"

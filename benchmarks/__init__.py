@@ -1,0 +1,1 @@
+"""Speed benchmarks against PyTorch and the matmul peak (not shipped in the wheel)."""

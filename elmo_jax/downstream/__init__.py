@@ -1,0 +1,1 @@
+"""Task models on ELMo features and the program that trains them."""

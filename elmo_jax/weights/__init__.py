@@ -1,0 +1,1 @@
+"""AllenNLP / bilm-tf weights: `options.json` + `.hdf5`, read and written."""

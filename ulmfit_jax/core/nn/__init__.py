@@ -1,0 +1,1 @@
+"""The functional LSTM: cell, layer, custom-VJP recurrence, cuDNN binding, mixed precision."""

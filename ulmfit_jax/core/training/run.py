@@ -1,0 +1,271 @@
+"""One training run in a workdir: ownership checks, checkpoints, metrics, preemption, the loop.
+
+Shared by the ULMFiT and ELMo training programs. A workdir belongs to one run:
+
+    WORKDIR/run.json        what ran here: program, stage, config (refuses a different one)
+    WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.core.training.checkpointing), or
+    `checkpoint_dir` WORKDIR/metrics.jsonl   one JSON object per logged step or evaluation
+    WORKDIR/tensorboard/    the same scalars as TensorBoard event files
+
+`train_loop` runs a jitted step over a resumable batch iterator. Its `state` pytree (params,
+optimiser state, RNG key data, carried LSTM state, step) and the iterator's position are
+checkpointed every `checkpoint_every` steps and at the end; restarting with `resume=True`
+continues from the last checkpoint so that the final parameters equal an uninterrupted run's
+bit for bit. SIGTERM (a TPU VM preemption notice) makes the loop save and exit cleanly; a NaN or
+infinite loss stops it with an error and leaves the last good checkpoint in place.
+
+On several hosts every process runs the same loop (each feeding its rows of the batch) and
+writes checkpoints collectively; run.json, metrics, logs and progress bars come from process 0
+only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ulmfit_jax.core.training.checkpointing import Checkpointer
+
+
+class Preempted(Exception):
+    """Raised by `train_loop` after saving a checkpoint on SIGTERM."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class MetricsWriter:
+    """Scalars to `metrics.jsonl` and TensorBoard event files (process 0 only)."""
+
+    def __init__(self, workdir: Path, enabled: bool = True):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if enabled:
+            self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "time": time.time()}
+        record.update({f"{prefix}{k}": float(v) for k, v in metrics.items()})
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for name, value in metrics.items():
+                self._tb.add_scalar(f"{prefix}{name}", float(value), int(step))
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._jsonl:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", initial: int = 0):
+    """A tqdm bar, silent when stdout is not a terminal or this is not process 0."""
+    from tqdm.auto import tqdm
+
+    quiet = not sys.stdout.isatty() or jax.process_index() != 0
+    return tqdm(
+        iterable, total=total, desc=desc, initial=initial, disable=quiet, dynamic_ncols=True
+    )
+
+
+class Run:
+    """A stage of a training program in its workdir.
+
+    Args:
+      workdir: the run's folder.
+      identity: what must match to reuse the folder (e.g. program and stage).
+      config: the full config (an `ml_collections.ConfigDict` or a JSON-able mapping),
+        recorded in run.json.
+      resume: continue from the last checkpoint. Without it, a workdir that already holds
+        checkpoints is refused rather than overwritten.
+      checkpoint_dir: where checkpoints go (default `WORKDIR/checkpoints`); on several hosts a
+        folder every host sees, e.g. `gs://bucket/run/checkpoints`.
+    """
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        identity: Mapping[str, Any],
+        config: Mapping[str, Any],
+        *,
+        resume: bool = False,
+        max_to_keep: int = 2,
+        checkpoint_dir: str | None = None,
+    ):
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        self.workdir = Path(workdir).absolute()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.identity = dict(identity)
+        record_path = self.workdir / "run.json"
+        if record_path.exists():
+            try:
+                record = json.loads(record_path.read_text())
+            except ValueError as error:
+                raise ValueError(f"{record_path} is corrupt: {error}") from error
+            if record.get("identity") != self.identity:
+                raise ValueError(
+                    f"workdir {self.workdir} belongs to another run ({record.get('identity')}), "
+                    f"not {self.identity}: use a new --workdir"
+                )
+        self.checkpointer = Checkpointer(
+            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
+        )
+        if self.checkpointer.latest_step() is not None and not resume:
+            raise ValueError(
+                f"workdir {self.workdir} already has checkpoints (step "
+                f"{self.checkpointer.latest_step()}): pass --resume to continue it, or use a "
+                "new --workdir; nothing was overwritten"
+            )
+        self.resume = resume
+        self.is_main = jax.process_index() == 0
+        if self.is_main:
+            record_path.write_text(
+                json.dumps({"identity": self.identity, "config": config}, indent=2, default=str)
+            )
+        self.metrics = MetricsWriter(self.workdir, enabled=self.is_main)
+        self._stop_requested = False
+        self._previous_handler = None
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    # -- preemption ------------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+        self.metrics.close()
+        self.checkpointer.close()
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+
+def _to_float(x) -> float:
+    return float(np.asarray(x))
+
+
+def train_loop(
+    run: Run,
+    *,
+    state: Any,
+    step_fn: Callable[[Any, Any], tuple[Any, Mapping[str, Any]]],
+    make_iterator: Callable[[dict | None], Iterator],
+    iterator_position: Callable[[Iterator], dict],
+    num_steps: int,
+    checkpoint_every: int,
+    log_every: int = 50,
+    meta: Mapping[str, Any] | None = None,
+    on_epoch_start: Callable[[Any], Any] | None = None,
+    desc: str = "train",
+) -> Any:
+    """Run `num_steps` training steps with exact resume.
+
+    Args:
+      run: the `Run` (use inside `with run:` so SIGTERM is handled).
+      state: the initial training state pytree; it must contain an integer "step" entry.
+      step_fn: `(state, batch) -> (state, metrics)`, usually jitted with donated state;
+        metrics are scalars (at least "loss"), summed on device and read here every
+        `log_every` steps.
+      make_iterator: builds the batch iterator from a saved position dict (None: the start).
+      iterator_position: the JSON-able position of the *next* batch of an iterator.
+      num_steps: total steps of this stage (a resumed run stops at the same total).
+      checkpoint_every: save every this many steps (and always at the end).
+      meta: JSON metadata saved with every checkpoint (config, vocabulary, ...).
+      on_epoch_start: `state -> state` called when the iterator starts a new epoch (e.g. to
+        reset a carried LSTM state, as fastai's ModelResetter does).
+
+    Returns:
+      the final state.
+    """
+    meta = dict(meta or {})
+    position = None
+    if run.resume and run.checkpointer.latest_step() is not None:
+        state, saved_meta = run.checkpointer.restore(state)
+        position = saved_meta["data_position"]
+        run.log(f"resumed from step {int(state['step'])} in {run.checkpointer.directory}")
+    batches = make_iterator(position)
+    step = int(state["step"])
+
+    def save(state) -> None:
+        run.checkpointer.save(
+            int(state["step"]), state, dict(meta, data_position=iterator_position(batches))
+        )
+
+    sums: dict[str, float] = {}
+    count, started, tokens = 0, time.perf_counter(), 0
+    bar = progress(total=num_steps, desc=desc, initial=step)
+    try:
+        while step < num_steps:
+            if run.stop_requested:
+                save(state)
+                run.log(f"SIGTERM: saved step {step} to {run.checkpointer.directory}; exiting")
+                raise Preempted(step)
+            position_before = iterator_position(batches)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            if on_epoch_start is not None and position_before.get("step") == 0:
+                state = on_epoch_start(state)
+            state, metrics = step_fn(state, batch)
+            step += 1
+            bar.update(1)
+            count += 1
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + value
+            # Each host holds its rows of the batch: count all of them.
+            tokens += int(getattr(batch, "tokens", np.zeros(0)).size) * jax.process_count()
+            if step % log_every == 0 or step == num_steps:
+                averaged = {k: _to_float(v) / count for k, v in sums.items()}
+                if not math.isfinite(averaged["loss"]):
+                    raise NonFiniteLoss(
+                        f"loss became {averaged['loss']} before step {step}; stopped, the last "
+                        f"good checkpoint (step {run.checkpointer.latest_step()}) is kept"
+                    )
+                elapsed = time.perf_counter() - started
+                averaged["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                if "loss" in averaged:
+                    averaged["perplexity"] = math.exp(min(averaged["loss"], 50.0))
+                run.metrics.write(step, averaged, prefix="train/")
+                bar.set_postfix(loss=f"{averaged['loss']:.3f}")
+                sums, count, started, tokens = {}, 0, time.perf_counter(), 0
+            if step % checkpoint_every == 0 or step == num_steps:
+                # Never let a NaN reach disk: check the steps since the last log first.
+                if count and not math.isfinite(_to_float(sums["loss"])):
+                    raise NonFiniteLoss(
+                        f"loss became non-finite before step {step}; stopped, the last good "
+                        f"checkpoint (step {run.checkpointer.latest_step()}) is kept"
+                    )
+                save(state)
+    finally:
+        bar.close()
+    if int(state["step"]) not in run.checkpointer.all_steps():
+        save(state)
+    return state

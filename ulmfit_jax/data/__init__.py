@@ -1,0 +1,1 @@
+"""Batches for training: the LM stream (BPTT windows), classifier batches, corpora."""

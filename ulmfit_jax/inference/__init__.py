@@ -1,0 +1,1 @@
+"""Inference from exported models, with no optimiser or training code: `Predictor`."""

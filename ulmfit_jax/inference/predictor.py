@@ -1,0 +1,106 @@
+"""Inference with trained classifiers: `Predictor` and the forward+backward ensemble.
+
+    predictor = Predictor.from_workdir("runs/classify_fwd")
+    probs = predictor.predict(["A great film.", "Dull."])     # float32[2, n_class]
+
+Texts are tokenized with the training tokenizer, numericalized with the run's vocabulary,
+reversed for a backward model, batched by length (padded to multiples of `bptt`, so one
+compilation per length bucket) and returned in input order whatever the batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ulmfit_jax.data.classifier_batches import ClassifierBatches
+from ulmfit_jax.inference.batch_predict import predict_batches
+from ulmfit_jax.models import classifier
+from ulmfit_jax.models.classifier import ClassifierConfig
+from ulmfit_jax.text.vocab import Vocab
+from ulmfit_jax.weights.export import load_export
+
+
+class Predictor:
+    """A trained classifier ready to classify raw texts."""
+
+    def __init__(
+        self,
+        params: dict,
+        config: ClassifierConfig,
+        vocab: Vocab,
+        *,
+        backward: bool = False,
+        label_names: Sequence[str] | None = None,
+        max_tokens: int | None = None,
+    ):
+        if len(vocab) != config.vocab_size:
+            raise ValueError(
+                f"vocabulary of {len(vocab)} tokens does not match the model's {config.vocab_size}"
+            )
+        self.params, self.config, self.vocab = params, config, vocab
+        self.backward = backward
+        self.label_names = list(label_names) if label_names else None
+        self.max_tokens = max_tokens or None  # the truncation the classifier was trained with
+
+    @classmethod
+    def from_workdir(cls, workdir: str | Path) -> Predictor:
+        """Load the classifier exported by a finished `classify` stage."""
+
+        def template(meta):
+            if meta.get("stage") != "classify":
+                raise ValueError(f"{workdir} holds a {meta.get('stage')!r} run, not a classifier")
+            return classifier.init_classifier_params(
+                jax.random.key(0), ClassifierConfig(**meta["model"])
+            )
+
+        params, meta = load_export(workdir, template)
+        return cls(
+            params,
+            ClassifierConfig(**meta["model"]),
+            Vocab(meta["vocab"]),
+            backward=meta.get("backward", False),
+            label_names=meta.get("label_names"),
+            max_tokens=meta.get("max_tokens"),
+        )
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        # Imported here: the data layer pulls in TFDS, which `import ulmfit_jax` should not.
+        from ulmfit_jax.data import corpus as text_data
+
+        docs = text_data.tokenize_texts(list(texts), cache_dir=None, n_workers=1)
+        return text_data.numericalize(docs, self.vocab)
+
+    def predict_ids(self, docs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Probabilities float32[n, n_class] for numericalized documents, in input order."""
+        if len(docs) == 0:
+            return np.zeros((0, self.config.n_class), np.float32)
+        batches = ClassifierBatches(
+            list(docs),
+            np.zeros(len(docs), np.int32),
+            batch_size=batch_size,
+            shuffle=False,
+            drop_last=False,
+            pad_multiple=self.config.bptt,
+            backward=self.backward,
+            max_len=self.max_tokens,
+        )
+        probs, _ = predict_batches(self.params, self.config, batches.epoch_batches(0))
+        return probs
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Probabilities float32[len(texts), n_class], row i for texts[i]."""
+        return self.predict_ids(self.encode(texts), batch_size)
+
+
+def ensemble_predict(predictors: Sequence[Predictor], texts: Sequence[str]) -> np.ndarray:
+    """The average of several classifiers' probabilities (ULMFiT's forward+backward ensemble)."""
+    if not predictors:
+        raise ValueError("no predictors to ensemble")
+    n_class = {p.config.n_class for p in predictors}
+    if len(n_class) != 1:
+        raise ValueError(f"the classifiers disagree on the number of classes: {sorted(n_class)}")
+    return np.mean([p.predict(texts) for p in predictors], axis=0)

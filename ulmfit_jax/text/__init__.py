@@ -1,0 +1,1 @@
+"""Text to tokens to ids: fastai's tokenizer, SentencePiece, vocabularies, the token cache."""

@@ -1,0 +1,109 @@
+"""Classifier training and evaluation steps (ULMFiT stage 3).
+
+State pytree: `{"step", "params", "opt_state", "key"}` (see ulmfit_jax.training.lm_steps). The loss
+is cross-entropy plus fastai's AR/TAR on the encoder outputs that BPT3C keeps (fastai's
+`TextLearner` uses alpha=2, beta=1 for classifiers too; here the means run over the kept real
+steps, so they do not depend on padding). BatchNorm running statistics are written back after
+each step; the optimiser must leave them alone (they are labelled "batch_stats").
+
+Steps run over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them), the
+batch split by rows and everything else replicated; BatchNorm's batch statistics are those of the
+global batch (what one device computes). Evaluation lives in `ulmfit_jax.inference.batch_predict`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ulmfit_jax.core.training import sharding
+from ulmfit_jax.models import awd_lstm, classifier
+from ulmfit_jax.models.classifier import ClassifierConfig
+
+
+def make_classifier_train_step(
+    config: ClassifierConfig,
+    optimizer: optax.GradientTransformation,
+    *,
+    alpha: float = 2.0,
+    beta: float = 1.0,
+    mesh: jax.sharding.Mesh | None = None,
+):
+    """A jitted step `(state, tokens, lengths, labels, weights, trainable) -> (state, metrics)`.
+
+    `trainable` holds `ulmfit_jax.training.optim`'s per-group flags (traced: one compilation serves
+    every stage of gradual unfreezing).
+
+    `weights` float32[batch] is 1 for real examples and 0 for filler rows of a short batch.
+
+    The step runs over `mesh` (default: every device), the batch rows split over its devices:
+    the batch size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
+    """
+    mesh = sharding.make_mesh() if mesh is None else mesh
+    rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+
+    def loss_fn(params, tokens, lengths, labels, weights, key):
+        logits, stats, outputs, keep = classifier.classifier_forward(
+            params, config, tokens, lengths, key
+        )
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        count = jnp.maximum(jnp.sum(weights), 1.0)
+        loss = jnp.sum(nll * weights) / count
+        keep = keep & (weights[:, None] > 0)
+        reg = awd_lstm.ar_tar_penalty(outputs, outputs, alpha, beta, mask=keep)
+        correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+        return loss + reg, (stats, {"loss": loss, "accuracy": correct / count})
+
+    @functools.partial(
+        jax.jit,
+        donate_argnums=0,
+        in_shardings=(rep, rows, rows, rows, rows, rep),
+        out_shardings=(rep, rep),
+    )
+    def jitted(state, tokens, lengths, labels, weights, trainable):
+        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
+        grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
+            state["params"], tokens, lengths, labels, weights, step_key
+        )
+        updates, opt_state = optimizer.update(
+            grads, state["opt_state"], state["params"], trainable=trainable
+        )
+        params = optax.apply_updates(state["params"], updates)
+        params = classifier.merge_batch_stats(params, stats)
+        new_state = {
+            "step": state["step"] + 1,
+            "params": params,
+            "opt_state": opt_state,
+            "key": jax.random.key_data(key),
+        }
+        return new_state, metrics
+
+    def train_step(state, tokens, lengths, labels, weights, trainable):
+        sharding.check_batch(mesh, tokens.shape[0], "classifier batch size")
+        state = sharding.put_replicated(state, mesh)
+        batch = sharding.put_tree((tokens, lengths, labels, weights), rows)
+        return jitted(state, *batch, sharding.put_replicated(trainable, mesh))
+
+    train_step.mesh, train_step.jitted = mesh, jitted
+    return train_step
+
+
+def classifier_step_fn(train_step, trainable):
+    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, ClassifierBatch)`.
+
+    `batch` holds this host's rows (`ClassifierBatches(shard_index=jax.process_index(), ...)`),
+    assembled into the global batch on the step's mesh.
+    """
+    mesh = train_step.mesh
+    trainable = sharding.put_replicated(trainable, mesh)
+
+    def step(state, batch):
+        weights = (np.asarray(batch.indices) >= 0).astype(np.float32)
+        inputs = sharding.put_batch((batch.tokens, batch.lengths, batch.labels, weights), mesh)
+        return train_step(state, *inputs, trainable)
+
+    return step

@@ -1,0 +1,156 @@
+"""ULMFiT's language-model stages, as functions of a config and a workdir.
+
+    pretrain     language model on a general corpus (WikiText), from scratch
+    finetune_lm  language model on the target corpus, from `init.workdir` (a pretrain run) or
+                 fastai weights (`init.fastai_pth` + `init.fastai_itos`, e.g. WT103), moved onto
+                 the target vocabulary like fastai's `match_embeds`
+
+Both train in phases (`ulmfit_jax.training.phases`) and export their final parameters
+(`ulmfit_jax.weights.export`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+
+from ulmfit_jax.core.data.spec import DataSpec
+from ulmfit_jax.core.paths import DEFAULT_CACHE
+from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.run import Run
+from ulmfit_jax.data import corpus
+from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.models import awd_lstm
+from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
+from ulmfit_jax.text.vocab import Vocab
+from ulmfit_jax.training import param_groups
+from ulmfit_jax.training.lm_steps import evaluate_lm, lm_step_fn, make_lm_train_step
+from ulmfit_jax.training.phases import run_phases
+from ulmfit_jax.weights import fastai
+from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
+
+__all__ = ["LM_STAGES", "cache_dir", "lm_config", "lm_stage"]
+
+
+def cache_dir(config) -> Path | None:
+    """The stage's token cache: `config.cache_dir`, else the default cache."""
+    return Path(config.cache_dir).expanduser() if config.cache_dir else DEFAULT_CACHE
+
+
+def lm_config(config, vocab_size: int) -> AWDLSTMConfig:
+    m = config.model
+    return AWDLSTMConfig(
+        vocab_size=vocab_size,
+        emb_sz=m.emb_sz,
+        n_hid=m.n_hid,
+        n_layers=m.n_layers,
+        drop_mult=m.drop_mult,
+        compute_dtype=m.compute_dtype,
+    )
+
+
+def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
+    """`pretrain` or `finetune_lm`; returns the final validation metrics."""
+    stage = config.stage
+    spec = DataSpec.from_config(config.data)
+    train_docs, valid_docs = corpus.lm_corpus(
+        spec, seed=config.seed, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
+    )
+    init_params, init_vocab = None, None
+    if stage == "finetune_lm":
+        if config.init.workdir:
+            init_params, init_model, init_vocab, _ = load_lm(config.init.workdir)
+        elif config.init.fastai_pth:
+            init_params, init_model, itos = fastai.load_fastai_lm(
+                config.init.fastai_pth, config.init.fastai_itos or None
+            )
+            init_vocab = Vocab(itos) if itos else None
+        else:
+            raise ValueError("finetune_lm needs init.workdir (a pretrain run) or init.fastai_pth")
+    vocab = corpus.build_vocab(
+        train_docs, max_vocab=config.vocab.max_vocab, min_freq=config.vocab.min_freq
+    )
+    model = lm_config(config, len(vocab))
+    if init_params is not None:
+        if (init_model.emb_sz, init_model.n_hid, init_model.n_layers) != (
+            model.emb_sz,
+            model.n_hid,
+            model.n_layers,
+        ):
+            model = dataclasses.replace(
+                model,
+                emb_sz=init_model.emb_sz,
+                n_hid=init_model.n_hid,
+                n_layers=init_model.n_layers,
+            )
+        if init_vocab is None:
+            raise ValueError("fastai weights need their itos.pkl (init.fastai_itos)")
+        params = fastai.match_embeddings(init_params, init_vocab.itos, vocab.itos)
+    else:
+        params = awd_lstm.init_lm_params(jax.random.key(config.seed), model)
+
+    train_ids = corpus.numericalize(train_docs, vocab)
+    valid_ids = corpus.numericalize(valid_docs, vocab)
+    t = config.train
+    mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
+    shard_index, shard_count = sharding.process_shard()
+    loader = LMStream(  # this host's rows of every batch
+        train_ids,
+        batch_size=t.batch_size,
+        bptt=t.bptt,
+        seed=config.seed,
+        shuffle=True,
+        backward=config.backward,
+        variable_bptt=t.variable_bptt,
+        shard_index=shard_index,
+        shard_count=shard_count,
+    )
+    labels = param_groups.lm_param_groups(params)
+    meta = {
+        "stage": stage,
+        "vocab": vocab.itos,
+        "model": dataclasses.asdict(model),
+        "backward": bool(config.backward),
+    }
+
+    def make_step(optimizer):
+        step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
+        return lambda trainable: lm_step_fn(step, trainable)
+
+    identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
+    with Run(
+        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+    ) as run:
+        run.log(
+            f"{stage}: {len(train_ids):,} train docs ({sum(map(len, train_ids)):,} tokens), "
+            f"{len(valid_ids):,} valid docs, vocab {len(vocab):,}, {loader.num_batches()} "
+            f"batches per epoch, {mesh.size} device(s) on {shard_count} host(s)"
+        )
+        state = run_phases(
+            run,
+            config,
+            params=params,
+            labels=labels,
+            make_step=make_step,
+            loader=loader,
+            meta=meta,
+            mesh=mesh,
+            lstm_state=awd_lstm.zero_state(model, t.batch_size),
+        )
+        valid = LMStream(
+            valid_ids,
+            batch_size=min(t.batch_size, max(1, sum(map(len, valid_ids)) // (t.bptt + 1))),
+            bptt=t.bptt,
+            shuffle=False,
+            backward=config.backward,
+        )
+        metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0), mesh)
+        run.metrics.write(int(state["step"]), metrics, prefix="valid/")
+        export_params(workdir, state["params"], dict(meta, valid=metrics))
+        run.log(
+            f"{stage} done: validation perplexity {metrics['perplexity']:.1f}, "
+            f"accuracy {metrics['accuracy']:.3f}"
+        )
+    return metrics

@@ -1,0 +1,1 @@
+"""Weights in and out: fastai `.pth` files and this project's exports."""
