@@ -47,7 +47,7 @@ def run(config, workdir: str | None, resume: bool = False):
     if config.stage == "classify":
         return classifier_stage.classify_stage(config, workdir, resume=resume)
     if config.stage == "evaluate":
-        return inference_stages.evaluate_stage(config)
+        return inference_stages.evaluate_stage(config, workdir)
     if config.stage == "predict":
         return inference_stages.predict_stage(config)
     raise ValueError(

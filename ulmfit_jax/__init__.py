@@ -11,6 +11,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "finetune_language_model": "ulmfit_jax.api",
+    "train_classifier": "ulmfit_jax.api",
+    "evaluate": "ulmfit_jax.api",
+    "read_table": "ulmfit_jax.core.data.tables",
+    "LabelEncoder": "ulmfit_jax.core.data.labels",
     "AWDLSTMConfig": "ulmfit_jax.models.awd_lstm",
     "ClassifierConfig": "ulmfit_jax.models.classifier",
     "Predictor": "ulmfit_jax.inference.predictor",

@@ -7,7 +7,8 @@ groups, with discriminative learning rates and STLR.
         --config.init.workdir=runs/pretrain
 """
 
-from train.configs.base import base_config, check_variant, tiny
+from train.configs.base import base_config, check_variant
+from ulmfit_jax.training.defaults import lm_recipe
 
 
 def get_config(variant: str = ""):
@@ -15,9 +16,4 @@ def get_config(variant: str = ""):
     c = base_config("finetune_lm")
     c.data.source = "imdb"
     c.data.lm_splits = ("train", "test", "unsupervised")
-    c.model.drop_mult = 0.3
-    c.phases = ((1, 1, 2e-2), (0, 10, 2e-3))
-    if variant == "tiny":
-        tiny(c)
-        c.phases = ((1, 1, 2e-2), (0, 1, 2e-3))
-    return c
+    return lm_recipe(c, small=variant == "tiny")

@@ -117,7 +117,8 @@ class ClassifierBatches:
 
     Args:
         docs: Documents as 1-D int arrays, or a flat `(tokens, offsets)` pair.
-        labels: int[num_docs] class ids, or `None` for prediction (labels are then 0).
+        labels: int[num_docs] class ids, float[num_docs, n_class] multi-hot rows or
+            float[num_docs] regression targets; `None` for prediction (labels are then 0).
         batch_size: Global examples per batch.
         seed: Seeds the per-epoch order.
         shuffle: fastai's training order if true, else the evaluation order.
@@ -173,9 +174,11 @@ class ClassifierBatches:
         if labels is None:
             self.labels = np.zeros(n, np.int32)
         else:
-            self.labels = np.asarray(labels).astype(np.int32)
-            if self.labels.shape != (n,):
-                raise ValueError(f"labels have shape {self.labels.shape}, expected ({n},)")
+            # int class ids, float multi-hot rows [n, n_class] or float regression targets.
+            labels = np.asarray(labels)
+            self.labels = labels if labels.dtype.kind == "f" else labels.astype(np.int32)
+            if self.labels.shape[:1] != (n,):
+                raise ValueError(f"labels have shape {self.labels.shape}, expected ({n}, ...)")
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.drop_last = shuffle if drop_last is None else drop_last
         self.pad_multiple, self.pad_id, self.backward = pad_multiple, pad_id, backward
@@ -223,7 +226,7 @@ class ClassifierBatches:
             mine = rows[self.shard_index * b : (self.shard_index + 1) * b]
             tokens = np.full((b, width), self.pad_id, np.int32)
             lengths = np.ones(b, np.int32)
-            labels = np.zeros(b, np.int32)
+            labels = np.zeros((b, *self.labels.shape[1:]), self.labels.dtype)
             indices = np.full(b, -1, np.int32)
             for j, i in enumerate(mine):
                 n = self.lengths[i]

@@ -16,6 +16,7 @@ import numpy as np
 from ulmfit_jax.core.data.sources import TextSource
 from ulmfit_jax.core.data.spec import DataSpec, open_split
 from ulmfit_jax.core.paths import DEFAULT_CACHE
+from ulmfit_jax.data import classification
 from ulmfit_jax.text.token_cache import tokenize_corpus
 from ulmfit_jax.text.vocab import Vocab
 
@@ -91,11 +92,21 @@ def lm_corpus(
     the documents is held out, as fastai's `TextDataLoaders(..., is_lm=True, valid_pct=0.1)`.
     """
     options = dict(seed=seed, cache_dir=cache_dir, n_workers=n_workers)
+
+    def load(split: str, limit: int) -> list[list[str]]:
+        if not classification.uses_tables(spec):
+            return load_tokenized(spec, split, limit, **options)[0]
+        texts = classification.read_split(spec, split).texts  # a CSV/TSV/JSONL table's text
+        if limit and limit < len(texts):
+            keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
+            texts = [texts[i] for i in keep]
+        return tokenize_texts(texts, cache_dir=cache_dir, n_workers=n_workers)
+
     docs = []
     for split in spec.lm_splits:
-        docs += load_tokenized(spec, split, spec.train_limit, **options)[0]
+        docs += load(split, spec.train_limit)
     if spec.valid_split:
-        return docs, load_tokenized(spec, spec.valid_split, spec.valid_limit, **options)[0]
+        return docs, load(spec.valid_split, spec.valid_limit)
     order = np.random.default_rng(seed).permutation(len(docs))
     n_valid = max(1, int(len(docs) * spec.valid_pct))
     return [docs[i] for i in order[n_valid:]], [docs[i] for i in order[:n_valid]]

@@ -17,6 +17,8 @@ from ulmfit_jax.core.training import sharding
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 
+ACTIVATIONS = {"softmax": jax.nn.softmax, "sigmoid": jax.nn.sigmoid, "identity": lambda x: x}
+
 
 @functools.lru_cache(maxsize=16)
 def _sharded_predict(config: ClassifierConfig, mesh: jax.sharding.Mesh):
@@ -51,14 +53,19 @@ def predict_batches(
     config: ClassifierConfig,
     batches: Iterable,
     mesh: jax.sharding.Mesh | None = None,
+    activation: str = "softmax",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for every example of an evaluation pass, back in input order.
 
     The batches are global (every host passes the same ones). Their rows are split over `mesh`
     (default: every device), after filler rows pad them to a multiple of its size.
 
+    Args:
+      activation: "softmax" (single-label probabilities), "sigmoid" (multi-label) or
+        "identity" (regression outputs).
+
     Returns:
-      `(probs float32[n, n_class], labels int32[n])` ordered by the examples' input index.
+      `(outputs float32[n, n_class], labels [n, ...])` ordered by the examples' input index.
     """
     mesh = sharding.make_mesh() if mesh is None else mesh
     params = sharding.put_replicated(params, mesh)
@@ -69,7 +76,7 @@ def predict_batches(
         inputs = sharding.put_tree((batch.tokens, batch.lengths), sharding.batch_sharding(mesh))
         logits = predict(params, *inputs)
         real = np.asarray(batch.indices) >= 0
-        probs.append(np.asarray(jax.nn.softmax(logits))[real])
+        probs.append(np.asarray(ACTIVATIONS[activation](logits))[real])
         labels.append(np.asarray(batch.labels)[real])
         indices.append(np.asarray(batch.indices)[real])
     order = np.argsort(np.concatenate(indices), kind="stable")

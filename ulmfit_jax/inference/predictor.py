@@ -2,6 +2,7 @@
 
     predictor = Predictor.from_workdir("runs/classify_fwd")
     probs = predictor.predict(["A great film.", "Dull."])     # float32[2, n_class]
+    probs.labels                                              # ["pos", "neg"]
 
 Texts are tokenized with the training tokenizer, numericalized with the run's vocabulary,
 reversed for a backward model, batched by length (padded to multiples of `bptt`, so one
@@ -16,12 +17,40 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.weights.export import load_export
+
+ACTIVATION_OF_KIND = {"single": "softmax", "multi": "sigmoid", "regression": "identity"}
+
+
+class Predictions(np.ndarray):
+    """Model outputs float32[n, n_outputs] that also name their labels.
+
+    An ndarray (probabilities of single-label classes, per-label sigmoid probabilities of a
+    multi-label model, the value of a regression), so arithmetic such as an ensemble's mean
+    works; `.labels` decodes each row: a class name, the list of labels over the threshold,
+    or a number; `.label_names` are the classes in column order.
+    """
+
+    encoder: LabelEncoder | None = None
+
+    def __array_finalize__(self, obj):
+        self.encoder = getattr(obj, "encoder", None)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.encoder.names) if self.encoder else []
+
+    @property
+    def labels(self) -> list:
+        if self.encoder is None:
+            return [int(i) for i in np.argmax(np.asarray(self), -1)]
+        return self.encoder.decode(np.asarray(self))
 
 
 class Predictor:
@@ -36,6 +65,7 @@ class Predictor:
         backward: bool = False,
         label_names: Sequence[str] | None = None,
         max_tokens: int | None = None,
+        encoder: LabelEncoder | None = None,
     ):
         if len(vocab) != config.vocab_size:
             raise ValueError(
@@ -44,6 +74,9 @@ class Predictor:
         self.params, self.config, self.vocab = params, config, vocab
         self.backward = backward
         self.label_names = list(label_names) if label_names else None
+        if encoder is None and self.label_names:
+            encoder = LabelEncoder("single", tuple(self.label_names))
+        self.encoder = encoder
         self.max_tokens = max_tokens or None  # the truncation the classifier was trained with
 
     @classmethod
@@ -65,6 +98,7 @@ class Predictor:
             backward=meta.get("backward", False),
             label_names=meta.get("label_names"),
             max_tokens=meta.get("max_tokens"),
+            encoder=LabelEncoder.from_meta(meta["labels"]) if "labels" in meta else None,
         )
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -88,12 +122,23 @@ class Predictor:
             backward=self.backward,
             max_len=self.max_tokens,
         )
-        probs, _ = predict_batches(self.params, self.config, batches.epoch_batches(0))
+        kind = self.encoder.kind if self.encoder else "single"
+        probs, _ = predict_batches(
+            self.params,
+            self.config,
+            batches.epoch_batches(0),
+            activation=ACTIVATION_OF_KIND[kind],
+        )
         return probs
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Probabilities float32[len(texts), n_class], row i for texts[i]."""
-        return self.predict_ids(self.encode(texts), batch_size)
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> Predictions:
+        """Outputs float32[len(texts), n_outputs], row i for texts[i] (probabilities for
+        classes); `.labels` of the result names each row's prediction."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts; wrap a single text in a list")
+        result = np.asarray(self.predict_ids(self.encode(texts), batch_size)).view(Predictions)
+        result.encoder = self.encoder
+        return result
 
 
 def ensemble_predict(predictors: Sequence[Predictor], texts: Sequence[str]) -> np.ndarray:

@@ -74,9 +74,15 @@ class ClassifierConfig:
     drop_mult: float = 1.0
     lstm_impl: str = "custom_vjp"
     compute_dtype: str = precision.FLOAT32
+    # Regression: fastai's SigmoidRange(low, high) on the output (`y_range`); None: raw output.
+    y_range: tuple[float, float] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "lin_ftrs", tuple(int(n) for n in self.lin_ftrs))
+        if self.y_range is not None:
+            if len(self.y_range) != 2 or not self.y_range[0] < self.y_range[1]:
+                raise ValueError(f"y_range must be (low, high) with low < high: {self.y_range}")
+            object.__setattr__(self, "y_range", tuple(float(v) for v in self.y_range))
         object.__setattr__(self, "compute_dtype", precision.canonical_dtype(self.compute_dtype))
         if self.ps is not None:
             object.__setattr__(self, "ps", tuple(float(p) for p in self.ps))
@@ -357,6 +363,9 @@ def classifier_forward(params, config: ClassifierConfig, tokens, lengths, rng=No
     outputs, keep = bpt3c_encode(params["encoder"], config, tokens, lengths, enc_rng)
     pooled = masked_concat_pool(outputs, keep, lengths)
     logits, stats = head_apply(params["head"], config, pooled, head_rng)
+    if config.y_range is not None:
+        low, high = config.y_range
+        logits = jax.nn.sigmoid(logits) * (high - low) + low
     return logits, stats, outputs, keep
 
 

@@ -1,20 +1,35 @@
-"""ULMFiT's classifier stage: gradual unfreezing from a fine-tuned LM (or from scratch)."""
+"""ULMFiT's classifier stage: gradual unfreezing from a fine-tuned LM (or from scratch), with a
+validation set, the best epoch kept, and every kind of label.
+
+The stage reads train and validation documents only (`ulmfit_jax.data.classification`); the
+test split is for the evaluate stage, or once at the end with `eval.test_at_end=True`
+(reported apart, as `test/*`, never used to choose anything). After every epoch it evaluates
+on the validation set (`valid/*` metrics) and keeps the best epoch by `train.monitor`
+(fastai's `SaveModelCallback`), stopping after `train.patience` epochs without improvement
+when set; the export holds the best epoch's parameters and says which epoch and value.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
-from ulmfit_jax.core.data.spec import DataSpec, open_split
+from ulmfit_jax.core.data.labels import LabelEncoder
+from ulmfit_jax.core.data.spec import DataSpec
+from ulmfit_jax.core.data.tables import Table
 from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.data import corpus
+from ulmfit_jax.data.classification import ClassificationData, load_classification
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.inference.batch_predict import predict_batches
-from ulmfit_jax.inference.metrics import accuracy
+from ulmfit_jax.inference.metrics import classification_metrics
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training import param_groups
@@ -27,36 +42,76 @@ from ulmfit_jax.weights.export import export_params, load_lm
 # other data (a wrong init.workdir), not merely a new domain.
 MAX_UNKNOWN_FRACTION = 0.5
 
+LOSS_OF_KIND = {"single": "cross_entropy", "multi": "bce", "regression": "mse"}
+ACTIVATION_OF_KIND = {"single": "softmax", "multi": "sigmoid", "regression": "identity"}
 
-def labels_or_error(labels, split: str, spec: DataSpec) -> np.ndarray:
-    """`labels`, or a clear error when a split has unlabelled documents."""
-    if labels is None:
+
+def default_monitor(kind: str) -> str:
+    """fastai's `SaveModelCallback` monitors valid_loss; for classes we keep accuracy, which is
+    what a reader compares (set `train.monitor` to override)."""
+    return "loss" if kind == "regression" else "accuracy"
+
+
+def class_weights(setting: str, targets: np.ndarray, encoder: LabelEncoder) -> tuple | None:
+    """`train.class_weights`: "" (none), "balanced" (n / (k * count), scikit-learn's), or one
+    comma-separated weight per class."""
+    if not setting:
+        return None
+    if encoder.kind != "single":
+        raise ValueError("train.class_weights applies to single-label classifiers only")
+    k = len(encoder.names)
+    if setting == "balanced":
+        counts = np.bincount(targets, minlength=k).astype(np.float64)
+        return tuple(float(len(targets) / (k * max(c, 1.0))) for c in counts)
+    weights = tuple(float(w) for w in setting.split(","))
+    if len(weights) != k or min(weights) <= 0:
         raise ValueError(
-            f"split {split!r} of {spec.description} has documents without labels: a "
-            "classifier needs a label for every document"
+            f"train.class_weights={setting!r}: need {k} positive weights, one per class "
+            f"{list(encoder.names)}"
         )
-    return labels
+    return weights
 
 
-def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
-    """Train a classifier (from the fine-tuned LM in `init.workdir`, or from scratch)."""
-    spec = DataSpec.from_config(config.data)
-    label_names = list(open_split(spec, spec.train_split).label_names or [])
-    options = dict(
-        seed=config.seed, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
-    )
-    train_docs, train_labels = corpus.load_tokenized(
-        spec, spec.train_split, spec.train_limit, **options
-    )
-    train_labels = labels_or_error(train_labels, spec.train_split, spec)
-    test_docs, test_labels = corpus.load_tokenized(
-        spec, spec.test_split, spec.test_limit, **options
-    )
-    test_labels = labels_or_error(test_labels, spec.test_split, spec)
-    n_class = len(label_names) or int(max(train_labels.max(), test_labels.max()) + 1)
-
-    lm_params = None
+def model_config(config, vocab_size: int, n_outputs: int, lm_model=None) -> ClassifierConfig:
+    """The classifier's config: the LM's encoder sizes when there is one, else `config.model`'s."""
     m = config.model
+    source = lm_model or m
+    y_range = tuple(m.y_range) or None
+    return ClassifierConfig(
+        vocab_size=vocab_size,
+        n_class=n_outputs,
+        emb_sz=source.emb_sz,
+        n_hid=source.n_hid,
+        n_layers=source.n_layers,
+        lin_ftrs=tuple(m.lin_ftrs),
+        bptt=m.bptt,
+        max_len=m.max_len,
+        drop_mult=m.drop_mult,
+        compute_dtype=m.compute_dtype,
+        y_range=y_range,
+    )
+
+
+def _tokens(texts, config) -> list[list[str]]:
+    return corpus.tokenize_texts(
+        texts, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
+    )
+
+
+def classify_stage(
+    config,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    tables: Mapping[str, Table] | None = None,
+) -> dict:
+    """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
+    `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files."""
+    spec = DataSpec.from_config(config.data)
+    data = load_classification(spec, seed=config.seed, tables=tables)
+    encoder = data.encoder
+    train_docs, valid_docs = _tokens(data.train.texts, config), _tokens(data.valid.texts, config)
+    lm_params, lm_model = None, None
     if config.init.workdir:
         lm_params, lm_model, vocab, lm_meta = load_lm(config.init.workdir)
         if bool(lm_meta.get("backward")) != bool(config.backward):
@@ -64,32 +119,22 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
                 f"{config.init.workdir} is a {'backward' if lm_meta.get('backward') else 'forward'}"
                 f" language model but this classifier has backward={config.backward}"
             )
-        emb_sz, n_hid, n_layers = lm_model.emb_sz, lm_model.n_hid, lm_model.n_layers
     else:
         vocab = corpus.build_vocab(
             train_docs, max_vocab=config.vocab.max_vocab, min_freq=config.vocab.min_freq
         )
-        emb_sz, n_hid, n_layers = m.emb_sz, m.n_hid, m.n_layers
-    train_ids = corpus.numericalize(train_docs, vocab)
-    test_ids = corpus.numericalize(test_docs, vocab)
+    train_ids, valid_ids = (
+        corpus.numericalize(train_docs, vocab),
+        corpus.numericalize(valid_docs, vocab),
+    )
     unknown = np.mean(np.concatenate(train_ids) == 0)
     if lm_params is not None and unknown > MAX_UNKNOWN_FRACTION:
         raise ValueError(
             f"{unknown:.0%} of the training tokens are unknown to the vocabulary of "
             f"{config.init.workdir}: that language model was trained on other data"
         )
-    model = ClassifierConfig(
-        vocab_size=len(vocab),
-        n_class=n_class,
-        emb_sz=emb_sz,
-        n_hid=n_hid,
-        n_layers=n_layers,
-        lin_ftrs=tuple(m.lin_ftrs),
-        bptt=m.bptt,
-        max_len=m.max_len,
-        drop_mult=m.drop_mult,
-        compute_dtype=m.compute_dtype,
-    )
+    train_targets, valid_targets = data.targets(data.train), data.targets(data.valid)
+    model = model_config(config, len(vocab), encoder.n_outputs, lm_model)
     key = jax.random.key(config.seed)
     if lm_params is not None:
         params = classifier.from_language_model(lm_params, key, model)
@@ -98,63 +143,80 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
     t = config.train
     mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
     shard_index, shard_count = sharding.process_shard()
+    batches = dict(pad_multiple=model.bptt, backward=config.backward, max_len=t.max_tokens or None)
     loader = ClassifierBatches(  # this host's rows of every batch; the last partial one dropped
         train_ids,
-        train_labels,
+        train_targets,
         batch_size=t.batch_size,
         seed=config.seed,
         shuffle=True,
-        pad_multiple=m.bptt,
-        backward=config.backward,
-        max_len=t.max_tokens or None,
         shard_index=shard_index,
         shard_count=shard_count,
+        **batches,
     )
-    test_batches = ClassifierBatches(
-        test_ids,
-        test_labels,
+    valid_batches = ClassifierBatches(
+        valid_ids,
+        valid_targets,
         batch_size=t.batch_size,
         shuffle=False,
         drop_last=False,
-        pad_multiple=m.bptt,
-        backward=config.backward,
-        max_len=t.max_tokens or None,
+        **batches,
     )
     labels = param_groups.classifier_param_groups(params)
+    monitor = t.monitor or default_monitor(encoder.kind)
+    weights = class_weights(t.class_weights, train_targets, encoder)
     meta = {
         "stage": "classify",
         "vocab": vocab.itos,
         "model": dataclasses.asdict(model),
         "backward": bool(config.backward),
-        "label_names": label_names,
+        "label_names": list(encoder.names),
+        "labels": encoder.to_meta(),
         "pretrained": bool(lm_params is not None),
         "max_tokens": int(t.max_tokens),
     }
 
     def make_step(optimizer):
-        step = make_classifier_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
+        step = make_classifier_train_step(
+            model,
+            optimizer,
+            alpha=t.alpha,
+            beta=t.beta,
+            mesh=mesh,
+            loss=LOSS_OF_KIND[encoder.kind],
+            class_weights=weights,
+        )
         return lambda trainable: classifier_step_fn(step, trainable)
 
-    results = {}
+    def evaluate(state_params) -> dict[str, float]:
+        outputs, gold = predict_batches(
+            state_params,
+            model,
+            valid_batches.epoch_batches(0),
+            mesh,
+            activation=ACTIVATION_OF_KIND[encoder.kind],
+        )
+        return classification_metrics(outputs, gold, encoder)
+
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
     with Run(
         workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
     ) as run:
-        run.log(
-            f"classify: {len(train_ids):,} train / {len(test_ids):,} test docs, {n_class} classes,"
-            f" vocab {len(vocab):,}, {'fine-tuned LM' if lm_params is not None else 'from scratch'}"
-            f", {loader.num_batches()} batches per epoch, {mesh.size} device(s) on "
-            f"{shard_count} host(s)"
-        )
+        _log_data(run, data, len(vocab), lm_params is not None, loader, mesh, shard_count)
+        keeper = BestKeeper(run.workdir, monitor, t.patience)
 
-        def after_phase(index, state):
-            # Every host evaluates the whole test set, its rows split over the mesh.
-            probs, gold = predict_batches(
-                state["params"], model, test_batches.epoch_batches(0), mesh
+        def after_epoch(epoch: int, state: dict) -> bool:
+            if keeper.seen(epoch):
+                return keeper.should_stop
+            metrics = evaluate(state["params"])
+            step = int(state["step"])
+            improved = keeper.update(epoch, step, metrics, state["params"])
+            run.metrics.write(step, metrics, prefix="valid/")
+            run.log(
+                f"epoch {epoch + 1}: valid {_summary(metrics)}"
+                + (f" (best {monitor} so far)" if improved else "")
             )
-            results["accuracy"] = accuracy(probs, gold)
-            run.metrics.write(int(state["step"]), results, prefix="test/")
-            run.log(f"after phase {index + 1}: test accuracy {results['accuracy']:.4f}")
+            return keeper.should_stop
 
         state = run_phases(
             run,
@@ -165,9 +227,75 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
             loader=loader,
             meta=meta,
             mesh=mesh,
-            after_phase=after_phase,
+            after_epoch=after_epoch,
         )
-        if "accuracy" not in results:
-            after_phase(len(config.phases) - 1, state)
-        export_params(workdir, state["params"], dict(meta, test=results))
+        best = dict(keeper.best)
+        best_params = keeper.best_params(state["params"])
+        best_epoch = next(h for h in keeper.history if h["epoch"] == best["epoch"])
+        results = {f"valid/{k}": v for k, v in best_epoch.items() if k not in ("epoch", "step")}
+        run.log(
+            f"best epoch {best['epoch'] + 1} by valid {monitor} = {best['value']:.4f}; "
+            "exporting its parameters"
+        )
+        if config.eval.test_at_end:
+            results.update(_test_once(run, config, spec, best_params, model, vocab, encoder, mesh))
+        keeper.close()
+        export_params(workdir, best_params, dict(meta, best=best, valid=_plain(results)))
     return results
+
+
+def _summary(metrics: Mapping[str, float]) -> str:
+    keys = [k for k in ("loss", "accuracy", "f1_macro", "f1", "mse", "mae") if k in metrics]
+    return ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def _plain(results: Mapping[str, Any]) -> dict:
+    return {k: float(v) for k, v in results.items()}
+
+
+def _log_data(run, data: ClassificationData, vocab_size, pretrained, loader, mesh, hosts) -> None:
+    e = data.encoder
+    what = {
+        "single": f"{len(e.names)} classes",
+        "multi": f"{len(e.names)} labels (multi-label)",
+        "regression": "regression",
+    }[e.kind]
+    run.log(
+        f"classify: {len(data.train):,} train / {len(data.valid):,} valid docs "
+        f"(validation from {data.valid_from}), {what}, vocab {vocab_size:,}, "
+        f"{'fine-tuned LM' if pretrained else 'from scratch'}, {loader.num_batches()} batches "
+        f"per epoch, {mesh.size} device(s) on {hosts} host(s)"
+    )
+    for split in (data.train, data.valid):
+        if split.dropped_empty:
+            run.log(f"{split.where}: {split.dropped_empty} empty document(s) skipped")
+        if split.replaced_rows:
+            run.log(
+                f"{split.where}: invalid UTF-8 replaced by U+FFFD in {split.replaced_rows} "
+                "document(s) (data.errors='strict' refuses such files)"
+            )
+
+
+def _test_once(run, config, spec, params, model, vocab, encoder, mesh) -> dict[str, float]:
+    """The best model on the test split, once, reported apart (`test/*`)."""
+    from ulmfit_jax.data.classification import load_test
+
+    test = load_test(spec, seed=config.seed)
+    ids = corpus.numericalize(_tokens(test.texts, config), vocab)
+    batches = ClassifierBatches(
+        ids,
+        encoder.encode(test.raw_labels, test.where),
+        batch_size=config.train.batch_size,
+        shuffle=False,
+        drop_last=False,
+        pad_multiple=model.bptt,
+        backward=config.backward,
+        max_len=config.train.max_tokens or None,
+    )
+    outputs, gold = predict_batches(
+        params, model, batches.epoch_batches(0), mesh, activation=ACTIVATION_OF_KIND[encoder.kind]
+    )
+    metrics = classification_metrics(outputs, gold, encoder)
+    run.metrics.write(0, metrics, prefix="test/")
+    run.log(f"test (once, at the end; chose nothing): {_summary(metrics)}")
+    return {f"test/{k}": v for k, v in metrics.items()}

@@ -24,6 +24,44 @@ from ulmfit_jax.core.training import sharding
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 
+LOSSES = ("cross_entropy", "bce", "mse")
+
+
+def make_task_loss(kind: str = "cross_entropy", class_weights=None):
+    """`(logits, labels, weights) -> (loss, metrics)` for one kind of label.
+
+    "cross_entropy": labels int32[batch] (fastai's `CrossEntropyLossFlat`, optionally with
+    per-class `class_weights`: the weighted mean, as PyTorch's `weight=`); "bce": multi-hot
+    float32[batch, n_class] (`BCEWithLogitsLossFlat`, accuracy at threshold 0.5 as fastai's
+    `accuracy_multi`); "mse": float32[batch] targets against the single output (`MSELossFlat`).
+    `weights` float32[batch] is 0 for filler rows.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"unknown classifier loss {kind!r}: expected one of {LOSSES}")
+    cw = None if not class_weights else jnp.asarray(class_weights, jnp.float32)
+
+    def task_loss(logits, labels, weights):
+        count = jnp.maximum(jnp.sum(weights), 1.0)
+        if kind == "cross_entropy":
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            if cw is None:
+                loss = jnp.sum(nll * weights) / count
+            else:
+                w = weights * cw[labels]
+                loss = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1e-12)
+            correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+            return loss, {"loss": loss, "accuracy": correct / count}
+        if kind == "bce":
+            per = optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
+            loss = jnp.sum(per * weights) / count
+            hits = ((logits > 0) == (labels > 0.5)).mean(-1)
+            return loss, {"loss": loss, "accuracy": jnp.sum(hits * weights) / count}
+        err = jnp.square(logits[:, 0] - labels)
+        loss = jnp.sum(err * weights) / count
+        return loss, {"loss": loss, "mse": loss}
+
+    return task_loss
+
 
 def make_classifier_train_step(
     config: ClassifierConfig,
@@ -32,6 +70,8 @@ def make_classifier_train_step(
     alpha: float = 2.0,
     beta: float = 1.0,
     mesh: jax.sharding.Mesh | None = None,
+    loss: str = "cross_entropy",
+    class_weights: tuple[float, ...] | None = None,
 ):
     """A jitted step `(state, tokens, lengths, labels, weights, trainable) -> (state, metrics)`.
 
@@ -39,24 +79,23 @@ def make_classifier_train_step(
     every stage of gradual unfreezing).
 
     `weights` float32[batch] is 1 for real examples and 0 for filler rows of a short batch.
+    `loss` / `class_weights`: see `make_task_loss`; `labels` has that loss's shape.
 
     The step runs over `mesh` (default: every device), the batch rows split over its devices:
     the batch size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
     """
     mesh = sharding.make_mesh() if mesh is None else mesh
     rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    task_loss = make_task_loss(loss, class_weights)
 
     def loss_fn(params, tokens, lengths, labels, weights, key):
         logits, stats, outputs, keep = classifier.classifier_forward(
             params, config, tokens, lengths, key
         )
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        count = jnp.maximum(jnp.sum(weights), 1.0)
-        loss = jnp.sum(nll * weights) / count
+        data_loss, metrics = task_loss(logits, labels, weights)
         keep = keep & (weights[:, None] > 0)
         reg = awd_lstm.ar_tar_penalty(outputs, outputs, alpha, beta, mask=keep)
-        correct = jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
-        return loss + reg, (stats, {"loss": loss, "accuracy": correct / count})
+        return data_loss + reg, (stats, metrics)
 
     @functools.partial(
         jax.jit,

@@ -19,6 +19,7 @@ import jax
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import DEFAULT_CACHE
 from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.data import corpus
 from ulmfit_jax.data.lm_stream import LMStream
@@ -128,6 +129,28 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
             f"{len(valid_ids):,} valid docs, vocab {len(vocab):,}, {loader.num_batches()} "
             f"batches per epoch, {mesh.size} device(s) on {shard_count} host(s)"
         )
+        valid = LMStream(
+            valid_ids,
+            batch_size=min(t.batch_size, max(1, sum(map(len, valid_ids)) // (t.bptt + 1))),
+            bptt=t.bptt,
+            shuffle=False,
+            backward=config.backward,
+        )
+        keeper = BestKeeper(run.workdir, t.monitor or "loss", t.patience)
+
+        def after_epoch(epoch: int, state: dict) -> bool:
+            if keeper.seen(epoch):
+                return keeper.should_stop
+            metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0), mesh)
+            improved = keeper.update(epoch, int(state["step"]), metrics, state["params"])
+            run.metrics.write(int(state["step"]), metrics, prefix="valid/")
+            run.log(
+                f"epoch {epoch + 1}: valid loss {metrics['loss']:.4f}, perplexity "
+                f"{metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"
+                + (" (best so far)" if improved else "")
+            )
+            return keeper.should_stop
+
         state = run_phases(
             run,
             config,
@@ -138,19 +161,19 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
             meta=meta,
             mesh=mesh,
             lstm_state=awd_lstm.zero_state(model, t.batch_size),
+            after_epoch=after_epoch,
         )
-        valid = LMStream(
-            valid_ids,
-            batch_size=min(t.batch_size, max(1, sum(map(len, valid_ids)) // (t.bptt + 1))),
-            bptt=t.bptt,
-            shuffle=False,
-            backward=config.backward,
-        )
-        metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0), mesh)
-        run.metrics.write(int(state["step"]), metrics, prefix="valid/")
-        export_params(workdir, state["params"], dict(meta, valid=metrics))
+        best = dict(keeper.best)
+        metrics = {
+            k: v
+            for k, v in next(h for h in keeper.history if h["epoch"] == best["epoch"]).items()
+            if k not in ("epoch", "step")
+        }
+        best_params = keeper.best_params(state["params"])
+        keeper.close()
+        export_params(workdir, best_params, dict(meta, valid=metrics, best=best))
         run.log(
-            f"{stage} done: validation perplexity {metrics['perplexity']:.1f}, "
-            f"accuracy {metrics['accuracy']:.3f}"
+            f"{stage} done: best epoch {best['epoch'] + 1} by valid {best['monitor']}: "
+            f"perplexity {metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"
         )
     return metrics

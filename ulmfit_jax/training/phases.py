@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ulmfit_jax.core.training.run import Run, train_loop
 from ulmfit_jax.core.training.train_state import create_train_state, place_train_state
@@ -65,82 +64,94 @@ def run_phases(
     meta: dict,
     mesh: jax.sharding.Mesh,
     lstm_state: Any = None,
-    after_phase: Callable[[int, dict], None] | None = None,
+    after_epoch: Callable[[int, dict], bool] | None = None,
 ) -> dict:
-    """Train through every phase of `config.phases`, resuming where a checkpoint left off.
+    """Train through every phase of `config.phases`, one epoch at a time, resuming exactly.
 
     Steps are counted globally across phases; phase k starts with a fresh optimiser state
-    (fastai's `freeze_to` clears it) and its own schedule over its steps. A run killed at any
-    step resumes to the same final state as an uninterrupted one: inside a phase from that
-    phase's checkpoint; at a phase boundary (a phase's last step is always checkpointed) from
-    the finished phase's state, moved to the next phase exactly as an uninterrupted run does.
+    (fastai's `freeze_to` clears it) and its own schedule over its steps. Every epoch ends with
+    a checkpoint and `after_epoch(epoch, state)` (the validation pass; it returns True to stop
+    early). A run killed at any step resumes to the same final state as an uninterrupted one:
+    inside an epoch from that epoch's checkpoint; at an epoch's end from the finished epoch's
+    state (evaluated first if the kill came before its evaluation), which at a phase boundary
+    moves to the next phase exactly as an uninterrupted run does.
 
     Args:
       make_step: `optimizer -> (trainable -> step_fn)` for `train_loop`.
-      loader: an `LMStream` or `ClassifierBatches` (epochs continue across phases).
+      loader: an `LMStream` or `ClassifierBatches`; epoch e is a pure function of its seed.
       mesh: the devices the state is placed on.
       lstm_state: the carried LSTM state of a streaming LM (None for classifiers).
-      after_phase: `(phase_index, state) -> None`, e.g. an evaluation.
+      after_epoch: `(global_epoch, state) -> stop`; it must tolerate being called again for
+        an epoch it has already seen (a resumed run may repeat the call).
     """
     all_phases = phases(config)
-    steps_per_epoch = loader.num_batches()
-    ends = np.cumsum([p.epochs * steps_per_epoch for p in all_phases]).tolist()
-    starts = [0, *ends[:-1]]
-    optimizer = make_phase_optimizer(config, labels, all_phases[0], ends[0])
+    spe = loader.num_batches()
+    phase_of_epoch = [i for i, p in enumerate(all_phases) for _ in range(p.epochs)]
+    phase_first_epoch = [phase_of_epoch.index(i) for i in range(len(all_phases))]
+    total_epochs = len(phase_of_epoch)
+    optimizer = make_phase_optimizer(config, labels, all_phases[0], all_phases[0].epochs * spe)
     state = create_train_state(
         params, optimizer, seed=config.seed, lstm_state=lstm_state, mesh=mesh
     )
     resume_step = run.checkpointer.latest_step() if run.resume else None
-    if resume_step is not None and resume_step in starts:
-        # Killed at a phase boundary: continue from the finished phase's final state; the
-        # next phase then starts from it as in an uninterrupted run.
-        state, _ = run.checkpointer.restore(place_train_state(state, mesh))
-        run.log(f"resumed from step {resume_step}, the end of a phase")
-        run.resume = False
+    first_epoch, mid_epoch = 0, False
+    if resume_step is not None:
+        first_epoch, mid_epoch = divmod(resume_step, spe)[0], resume_step % spe != 0
+        if not mid_epoch:
+            # Killed at an epoch's end: continue from that epoch's final state.
+            state, _ = run.checkpointer.restore(place_train_state(state, mesh))
+            run.log(f"resumed from step {resume_step}, the end of epoch {first_epoch}")
+            run.resume = False
+            if first_epoch and after_epoch is not None and after_epoch(first_epoch - 1, state):
+                return state
     train_step = make_step(optimizer)
-    for index, phase in enumerate(all_phases):
-        start, end = starts[index], ends[index]
-        if resume_step is not None and resume_step >= end:
-            continue  # finished before the interruption
-        state["opt_state"] = optim.new_stage(
-            optimizer,
-            state["opt_state"],
-            state["params"],
-            lr=phase.lr,
-            total_steps=end - start,
-            lr_mult=config.optim.lr_mult,
-            schedule=config.optim.schedule,
-        )
-        state["step"] = jnp.asarray(start, jnp.int32)
-        state = place_train_state(state, mesh)
-        trainable = optim.trainable_groups(labels, phase.trainable_groups or None)
-        run.log(
-            f"phase {index + 1}/{len(all_phases)}: top {phase.trainable_groups or 'all'} groups, "
-            f"{phase.epochs} epoch(s), lr {phase.lr:g}, steps {start}..{end}"
-        )
-        first_epoch = start // steps_per_epoch
+    step_fns = {}
+    for epoch in range(first_epoch, total_epochs):
+        index = phase_of_epoch[epoch]
+        phase = all_phases[index]
+        start = phase_first_epoch[index] * spe
+        resuming_inside = mid_epoch and epoch == first_epoch
+        if epoch == phase_first_epoch[index] and not resuming_inside:
+            state["opt_state"] = optim.new_stage(
+                optimizer,
+                state["opt_state"],
+                state["params"],
+                lr=phase.lr,
+                total_steps=phase.epochs * spe,
+                lr_mult=config.optim.lr_mult,
+                schedule=config.optim.schedule,
+            )
+            state["step"] = jnp.asarray(start, jnp.int32)
+            state = place_train_state(state, mesh)
+            run.log(
+                f"phase {index + 1}/{len(all_phases)}: top {phase.trainable_groups or 'all'} "
+                f"groups, {phase.epochs} epoch(s), lr {phase.lr:g}, steps "
+                f"{start}..{start + phase.epochs * spe}"
+            )
+        if index not in step_fns:
+            step_fns[index] = train_step(
+                optim.trainable_groups(labels, phase.trainable_groups or None)
+            )
 
-        def make_iterator(position, first_epoch=first_epoch, epochs=phase.epochs):
-            position = position or LoaderState(first_epoch, 0, loader.seed).to_dict()
-            return loader.iterator(LoaderState.from_dict(position), num_epochs=first_epoch + epochs)
+        def make_iterator(position, epoch=epoch):
+            position = position or LoaderState(epoch, 0, loader.seed).to_dict()
+            return loader.iterator(LoaderState.from_dict(position), num_epochs=epoch + 1)
 
         state = train_loop(
             run,
             state=state,
-            step_fn=train_step(trainable),
+            step_fn=step_fns[index],
             make_iterator=make_iterator,
             iterator_position=lambda it: it.state.to_dict(),
-            num_steps=end,
+            num_steps=(epoch + 1) * spe,
             checkpoint_every=config.train.checkpoint_every,
             log_every=config.train.log_every,
-            meta=dict(meta, phase=index),
+            meta=dict(meta, phase=index, epoch=epoch),
             on_epoch_start=reset_lstm_state if "lstm_state" in state else None,
-            desc=f"phase {index + 1}/{len(all_phases)}",
+            desc=f"phase {index + 1}/{len(all_phases)} epoch {epoch + 1}/{total_epochs}",
         )
-        run.resume = False  # the interrupted phase is done; later ones start fresh
-        if after_phase is not None:
-            after_phase(index, state)
-    if resume_step is not None and resume_step >= ends[-1]:
-        # Everything was done: load the result.
-        state, _ = run.checkpointer.restore(place_train_state(state, mesh))
+        run.resume = False  # the interrupted epoch is done; later ones start fresh
+        if after_epoch is not None and after_epoch(epoch, state):
+            run.log(f"early stop after epoch {epoch + 1}")
+            break
     return state

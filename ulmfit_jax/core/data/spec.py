@@ -60,6 +60,11 @@ class DataSpec:
         train_split, valid_split, test_split: split names; `valid_split` "" means a seeded
             `valid_pct` of the training documents.
         valid_pct: the held-out fraction when there is no `valid_split`.
+        valid_col: a column whose true values (1, true, yes) mark validation rows (tables).
+        label_kind: "single", "multi" or "regression" ("" = "multi" when `label_delim` is set,
+            else "single").
+        label_delim: splits multi-label strings ("a;b").
+        errors: invalid UTF-8 in local files: "replace" (counted and reported) or "strict".
         train_limit, valid_limit, test_limit: a seeded random subset of that many documents
             (0: all of them).
     """
@@ -77,6 +82,10 @@ class DataSpec:
     valid_split: str = ""
     valid_pct: float = 0.1
     test_split: str = "test"
+    valid_col: str = ""
+    label_kind: str = ""
+    label_delim: str = ""
+    errors: str = "replace"
     train_limit: int = 0
     valid_limit: int = 0
     test_limit: int = 0
@@ -86,6 +95,20 @@ class DataSpec:
             raise ValueError(
                 f"unknown data source {self.source!r}: expected one of {', '.join(SOURCES)}"
             )
+        if not 0.0 < self.valid_pct < 1.0:
+            raise ValueError(f"data.valid_pct must be in (0, 1), got {self.valid_pct}")
+        if self.errors not in ("replace", "strict"):
+            raise ValueError(f"data.errors must be 'replace' or 'strict', got {self.errors!r}")
+        if self.label_kind not in ("", "single", "multi", "regression"):
+            raise ValueError(
+                f"data.label_kind must be 'single', 'multi' or 'regression', got "
+                f"{self.label_kind!r}"
+            )
+
+    @property
+    def kind(self) -> str:
+        """The label kind, with the default resolved."""
+        return self.label_kind or ("multi" if self.label_delim else "single")
 
     @classmethod
     def from_config(cls, data: Any) -> DataSpec:
@@ -111,7 +134,17 @@ class DataSpec:
                 values[key] = int(values[key] or 0)
         if "valid_pct" in values:
             values["valid_pct"] = float(values["valid_pct"])
-        for key in ("name", "path", "format", "tfds_dir", "label_field", "valid_split"):
+        for key in (
+            "name",
+            "path",
+            "format",
+            "tfds_dir",
+            "label_field",
+            "valid_split",
+            "valid_col",
+            "label_kind",
+            "label_delim",
+        ):
             if key in values:
                 values[key] = values[key] or ""
         return cls(**values)
@@ -150,6 +183,7 @@ def open_split(spec: DataSpec, split: str) -> TextSource:
             splits=dict(spec.splits) or None,
             text_fields=spec.text_fields,
             label_field=spec.label_field or None,
+            errors=spec.errors,
             data_dir=tfds_dir,
         )
         return load_text_dataset(builder, split)
