@@ -30,7 +30,7 @@ import numpy as np
 from ulmfit_jax import torch_pickle
 from ulmfit_jax.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.classifier import ClassifierConfig
-from ulmfit_jax.fetch import fetch
+from ulmfit_jax.fetch import local
 
 _LSTM_KEY = re.compile(
     r"^rnns\.(\d+)\.(weight_hh_l0_raw|module\.(weight_ih_l0|weight_hh_l0|bias_ih_l0|bias_hh_l0))$"
@@ -215,11 +215,11 @@ def load_fastai_lm(
     Returns:
       `(params, config, vocab)`: vocab is the list of tokens (None without `itos_path`).
     """
-    state = read_state_dict(fetch(pth_path))
+    state = read_state_dict(local(pth_path))
     params, config = lm_params_from_state_dict(state, **config_overrides)
     vocab = None
     if itos_path is not None:
-        vocab = read_itos(fetch(itos_path))
+        vocab = read_itos(local(itos_path))
         if len(vocab) != config.vocab_size:
             raise ValueError(
                 f"{itos_path} has {len(vocab)} tokens but {pth_path} has an embedding of "
@@ -316,4 +316,4 @@ def classifier_params_from_state_dict(
 def load_fastai_classifier(pth_path: str | Path, config: ClassifierConfig) -> dict[str, Any]:
     """Load a fastai AWD-LSTM text classifier's weights (a path or an address); `config` must
     match them."""
-    return classifier_params_from_state_dict(read_state_dict(fetch(pth_path)), config)
+    return classifier_params_from_state_dict(read_state_dict(local(pth_path)), config)

@@ -276,6 +276,12 @@ def fetch(
     return target
 
 
+def local(address: str | os.PathLike, **fetch_kwargs) -> str | os.PathLike:
+    """`fetch(address)` for a remote address; a local path is returned untouched (unchecked),
+    so that a loader keeps its own message for a missing file."""
+    return fetch(address, **fetch_kwargs) if is_remote(address) else address
+
+
 def _is_archive(path: Path) -> bool:
     return path.name.lower().endswith(_ARCHIVE_SUFFIXES)
 
