@@ -148,10 +148,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _storage_type(value) -> _StorageType:
     if isinstance(value, _StorageType):
         return value
-    if isinstance(value, str):  # dtype spelled out, as some writers do
-        for storage in _STORAGE_DTYPES:
-            if storage.lower().startswith(value.lower().removeprefix("torch.")):
-                return _StorageType(storage)
     raise ValueError(f"unknown storage type {value!r}")
 
 
