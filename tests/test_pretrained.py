@@ -1,0 +1,148 @@
+"""Published models in one call: the registries, end to end against a local mirror server."""
+
+import io
+import json
+import socket
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from http_fixtures import serving
+
+import elmo_jax
+import ulmfit_jax
+from elmo_jax.weights import pretrained as elmo_pretrained
+from ulmfit_jax.core.fetch import DownloadError, cache_path
+from ulmfit_jax.weights import pretrained
+
+pytest.importorskip("pooch")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ULMFIT_CACHE", str(root))
+    monkeypatch.delenv("ULMFIT_MIRROR", raising=False)
+    return root
+
+
+def basename(address: str) -> str:
+    return address.rsplit("/", 1)[-1]
+
+
+def tgz(members: dict[str, Path]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, path in members.items():
+            archive.add(path, arcname=name)
+    return buffer.getvalue()
+
+
+def assert_trees_equal(a, b):
+    assert type(a) is type(b) or isinstance(a, dict)
+    if isinstance(a, dict):
+        assert sorted(a) == sorted(b)
+        for key in a:
+            assert_trees_equal(a[key], b[key])
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_registries_name_their_files():
+    assert sorted(pretrained.MODELS) == ["wt103_bwd", "wt103_fwd"]
+    fwd = pretrained.MODELS["wt103_fwd"]
+    assert fwd.archive == "https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz"
+    assert fwd.weights_member.endswith(".pth") and fwd.vocab_member.endswith(".pkl")
+    assert pretrained.MODELS["wt103_bwd"].backwards
+    assert sorted(elmo_pretrained.MODELS) == sorted(elmo_jax.PRESETS)
+    for model in elmo_pretrained.MODELS.values():
+        assert model.options.startswith("https://") and model.options.endswith("_options.json")
+        assert model.weights.endswith("_weights.hdf5")
+    # No invented checksums: every one is either unset or a full sha256.
+    for model in [*pretrained.MODELS.values(), *elmo_pretrained.MODELS.values()]:
+        for field in ("sha256", "options_sha256", "weights_sha256"):
+            value = getattr(model, field, None)
+            assert value is None or len(value) == 64
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match=r"'wt104'.*wt103_bwd.*wt103_fwd"):
+        pretrained.load_pretrained("wt104")
+    with pytest.raises(ValueError, match=r"'large'.*medium.*original.*small"):
+        elmo_pretrained.load_pretrained("large")
+
+
+def test_wt103_fwd_end_to_end_through_the_mirror(cache, monkeypatch, fixtures_dir):
+    root = fixtures_dir / "fastai"
+    model = pretrained.MODELS["wt103_fwd"]
+    archive = tgz({model.weights_member: root / "lm.pth", model.vocab_member: root / "lm_itos.pkl"})
+    with serving({"/" + basename(model.archive): archive}) as mirror:
+        monkeypatch.setenv("ULMFIT_MIRROR", mirror.url)
+        params, config, vocab = pretrained.load_pretrained("wt103_fwd")
+        again = pretrained.load_pretrained("wt103_fwd")
+        assert mirror.requests["/wt103-fwd.tgz"] == 1
+    assert cache_path(model.archive).is_file()
+    want_params, want_config, want_vocab = ulmfit_jax.load_fastai_lm(
+        root / "lm.pth", root / "lm_itos.pkl"
+    )
+    assert config == want_config and vocab == want_vocab
+    assert_trees_equal(params, want_params)
+    assert_trees_equal(again[0], want_params)
+    expected = np.load(root / "expected.npz")
+    logits, _ = ulmfit_jax.lm_apply(params, config, expected["lm_tokens"][:, :10])
+    np.testing.assert_allclose(logits, expected["lm_logits"][0], atol=1e-4, rtol=0)
+
+
+def test_offline_pretrained_names_the_cache_path(cache, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ULMFIT_MIRROR", f"http://127.0.0.1:{port}")
+    with pytest.raises(DownloadError) as info:
+        pretrained.load_pretrained("wt103_bwd")
+    archive = pretrained.MODELS["wt103_bwd"].archive
+    assert archive in str(info.value) and str(cache_path(archive)) in str(info.value)
+
+
+def test_loaders_accept_addresses(cache, fixtures_dir):
+    root = fixtures_dir / "fastai"
+    files = {f"/{n}": (root / n).read_bytes() for n in ["lm.pth", "lm_itos.pkl", "classifier.pth"]}
+    with serving(files) as server:
+        _, config, vocab = ulmfit_jax.load_fastai_lm(
+            f"{server.url}/lm.pth", f"{server.url}/lm_itos.pkl"
+        )
+        assert config.vocab_size == len(vocab) == 48
+        options = json.loads((root / "classifier_config.json").read_text())
+        clas = ulmfit_jax.ClassifierConfig(**options)
+        ulmfit_jax.load_fastai_classifier(f"{server.url}/classifier.pth", clas)
+        assert server.requests["/classifier.pth"] == 1
+
+
+@pytest.fixture
+def elmo_fixture(shared_dir):
+    folder = shared_dir / "fixtures" / "elmo_allennlp"
+    if not (folder / "options.json").is_file() or not (folder / "lm_weights.hdf5").is_file():
+        pytest.skip(f"no AllenNLP ELMo fixture (options.json, lm_weights.hdf5) in {folder}")
+    return folder
+
+
+def test_elmo_end_to_end_through_the_mirror(cache, monkeypatch, elmo_fixture):
+    model = elmo_pretrained.MODELS["small"]
+    files = {
+        "/" + basename(model.options): (elmo_fixture / "options.json").read_bytes(),
+        "/" + basename(model.weights): (elmo_fixture / "lm_weights.hdf5").read_bytes(),
+    }
+    with serving(files) as mirror:
+        monkeypatch.setenv("ULMFIT_MIRROR", mirror.url)
+        params, config = elmo_pretrained.load_pretrained("small")
+        elmo_pretrained.load_pretrained("small")
+        assert sorted(mirror.requests.values()) == [1, 1]
+    want_params, want_config = elmo_jax.load_allennlp(
+        elmo_fixture / "options.json", elmo_fixture / "lm_weights.hdf5"
+    )
+    assert config == want_config
+    assert_trees_equal(params, want_params)
+    # load_allennlp itself takes addresses too (served from the cache now: no server).
+    params2, _ = elmo_jax.load_allennlp(model.options, model.weights)
+    assert_trees_equal(params2, want_params)
