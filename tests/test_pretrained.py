@@ -66,6 +66,12 @@ def test_registries_name_their_files():
             assert value is None or len(value) == 64
 
 
+def test_load_pretrained_is_exported_from_both_packages():
+    assert ulmfit_jax.load_pretrained is pretrained.load_pretrained
+    assert elmo_jax.load_pretrained is elmo_pretrained.load_pretrained
+    assert "load_pretrained" in ulmfit_jax.__all__ and "load_pretrained" in elmo_jax.__all__
+
+
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(ValueError, match=r"'wt104'.*wt103_bwd.*wt103_fwd"):
         pretrained.load_pretrained("wt104")
@@ -79,7 +85,7 @@ def test_wt103_fwd_end_to_end_through_the_mirror(cache, monkeypatch, fixtures_di
     archive = tgz({model.weights_member: root / "lm.pth", model.vocab_member: root / "lm_itos.pkl"})
     with serving({"/" + basename(model.archive): archive}) as mirror:
         monkeypatch.setenv("ULMFIT_MIRROR", mirror.url)
-        params, config, vocab = pretrained.load_pretrained("wt103_fwd")
+        params, config, vocab = ulmfit_jax.load_pretrained("wt103_fwd")
         again = pretrained.load_pretrained("wt103_fwd")
         assert mirror.requests["/wt103-fwd.tgz"] == 1
     assert cache_path(model.archive).is_file()
@@ -135,7 +141,7 @@ def test_elmo_end_to_end_through_the_mirror(cache, monkeypatch, elmo_fixture):
     }
     with serving(files) as mirror:
         monkeypatch.setenv("ULMFIT_MIRROR", mirror.url)
-        params, config = elmo_pretrained.load_pretrained("small")
+        params, config = elmo_jax.load_pretrained("small")
         elmo_pretrained.load_pretrained("small")
         assert sorted(mirror.requests.values()) == [1, 1]
     want_params, want_config = elmo_jax.load_allennlp(
