@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 from ulmfit_jax.core.fetch import fetch_archive
@@ -98,6 +99,36 @@ def get(name: str) -> PretrainedLM:
     return MODELS[name]
 
 
+def check_direction(name: str, backward: bool) -> PretrainedLM:
+    """The entry `name` for a stage reading text backwards (`backward`) or not; a `ValueError`
+    naming the entries that fit when `name` reads the other way. Downloads nothing."""
+    model = get(name)
+    if model.backwards != bool(backward):
+        fits = sorted(n for n, m in MODELS.items() if m.backwards == bool(backward))
+        direction = "backward" if model.backwards else "forward"
+        raise ValueError(
+            f"{name!r} is a {direction} language model but this stage has backward={backward}: "
+            f"use {' or '.join(repr(n) for n in fits) or 'a model of that direction'}"
+        )
+    return model
+
+
+def fetch_files(
+    name: str, *, cache_dir: str | os.PathLike | None = None, progress: bool | None = None
+) -> tuple[Path, Path]:
+    """The local `.pth` and `itos.pkl` of the registered model `name`, downloaded and unpacked
+    once (arguments as for `load_pretrained`)."""
+    model = get(name)
+    weights, vocab = fetch_archive(
+        model.archive,
+        [model.weights_member, model.vocab_member],
+        known_hash=f"sha256:{model.sha256}" if model.sha256 else None,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    return weights, vocab
+
+
 def load_pretrained(
     name: str,
     *,
@@ -120,12 +151,5 @@ def load_pretrained(
       ValueError: an unknown name (the message lists the known ones).
       ulmfit_jax.core.fetch.DownloadError: the archive could not be downloaded.
     """
-    model = get(name)
-    weights, vocab = fetch_archive(
-        model.archive,
-        [model.weights_member, model.vocab_member],
-        known_hash=f"sha256:{model.sha256}" if model.sha256 else None,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
+    weights, vocab = fetch_files(name, cache_dir=cache_dir, progress=progress)
     return load_fastai_lm(weights, vocab, **config_overrides)
