@@ -152,3 +152,97 @@ def test_elmo_end_to_end_through_the_mirror(cache, monkeypatch, elmo_fixture):
     # load_allennlp itself takes addresses too (served from the cache now: no server).
     params2, _ = elmo_jax.load_allennlp(model.options, model.weights)
     assert_trees_equal(params2, want_params)
+
+
+# --------------------------------------------------------------------------------------------
+# The fine-tuning stage from a registered name, a URL or a converted export
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def imdb(tmp_path_factory, fixtures_dir):
+    """A tiny aclImdb folder written in the fixture model's own words (w0 ... w43)."""
+    words = [w for w in pretrained_itos(fixtures_dir) if w.startswith("w")]
+    root = tmp_path_factory.mktemp("aclImdb")
+    rng = np.random.default_rng(0)
+    for split, label, n in [("train", "pos", 8), ("train", "neg", 8), ("train", "unsup", 8)]:
+        folder = root / split / label
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{i}_1.txt").write_text(" ".join(rng.choice(words, 30)))
+    for label in ("pos", "neg"):
+        (root / "test" / label).mkdir(parents=True)
+        (root / "test" / label / "0_1.txt").write_text(" ".join(rng.choice(words, 30)))
+    return root
+
+
+def pretrained_itos(fixtures_dir):
+    return ulmfit_jax.read_itos(fixtures_dir / "fastai" / "lm_itos.pkl")
+
+
+def finetune_config(imdb, scratch, **init):
+    from train.configs import finetune_lm_imdb
+
+    c = finetune_lm_imdb.get_config("tiny")
+    c.cache_dir, c.data.tfds_dir = str(scratch / "tokens"), str(scratch / "tfds")
+    c.data.path = str(imdb)
+    c.phases = ((0, 1, 1e-3),)
+    for key, value in init.items():
+        c.init[key] = value
+    return c
+
+
+def test_finetune_from_a_name_a_url_and_a_conversion_agree(
+    imdb, tmp_path, monkeypatch, fixtures_dir
+):
+    from ulmfit_jax.training.lm_stage import lm_stage
+    from ulmfit_jax.weights.convert import convert_lm
+    from ulmfit_jax.weights.export import load_lm
+
+    root = fixtures_dir / "fastai"
+    model = pretrained.MODELS["wt103_fwd"]
+    files = {f"/{n}": (root / n).read_bytes() for n in ["lm.pth", "lm_itos.pkl"]}
+    files["/" + basename(model.archive)] = tgz(
+        {model.weights_member: root / "lm.pth", model.vocab_member: root / "lm_itos.pkl"}
+    )
+    with serving(files) as server:
+        monkeypatch.setenv("ULMFIT_MIRROR", server.url)
+        by_name = finetune_config(imdb, tmp_path, pretrained="wt103_fwd")
+        lm_stage(by_name, tmp_path / "by_name")
+        url = dict(fastai_pth=f"{server.url}/lm.pth", fastai_itos=f"{server.url}/lm_itos.pkl")
+        lm_stage(finetune_config(imdb, tmp_path, **url), tmp_path / "by_url")
+        assert server.requests["/wt103-fwd.tgz"] == 1 and server.requests["/lm.pth"] == 1
+    convert_lm(tmp_path / "converted", root / "lm.pth", root / "lm_itos.pkl")
+    converted = finetune_config(imdb, tmp_path, workdir=str(tmp_path / "converted"))
+    lm_stage(converted, tmp_path / "by_workdir")
+    want, config, vocab, _ = load_lm(tmp_path / "by_name")
+    assert config.emb_sz == 16 and config.n_layers == 3  # the fixture model's sizes, not tiny's
+    for run in ("by_url", "by_workdir"):
+        params, other_config, other_vocab, _ = load_lm(tmp_path / run)
+        assert other_config == config and other_vocab.itos == vocab.itos
+        assert_trees_equal(params, want)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            dict(backward=True, pretrained="wt103_fwd"),
+            "'wt103_fwd' is a forward .* use 'wt103_bwd'",
+        ),
+        (dict(pretrained="wt103_bwd"), "'wt103_bwd' is a backward .* use 'wt103_fwd'"),
+        (dict(pretrained="wt104"), "unknown pretrained language model 'wt104'"),
+        (dict(pretrained="wt103_fwd", workdir="runs/lm"), "init.workdir, init.pretrained$"),
+        (dict(), "got none"),
+    ],
+)
+def test_finetune_init_is_checked_before_any_work(tmp_path, settings, message):
+    from ulmfit_jax.training.lm_stage import lm_stage
+
+    backward = settings.pop("backward", False)
+    # No corpus and no server: the check must come before tokenizing and downloading.
+    config = finetune_config(tmp_path / "absent", tmp_path, **settings)
+    config.backward = backward
+    with pytest.raises(ValueError, match=message):
+        lm_stage(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -78,7 +78,10 @@ def base_config(stage: str) -> ConfigDict:
     # (trainable groups from the top (0 = all), epochs, lr) per phase.
     c.phases = ((0, 1, 1e-3),)
 
-    c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos=""))
+    # finetune_lm starts from one of: workdir (an LM stage's or `python -m ulmfit_jax convert`'s
+    # export), fastai_pth (+ fastai_itos; paths or URLs) or pretrained (a registered model name,
+    # e.g. "wt103_fwd"; see ulmfit_jax.weights.pretrained). classify reads only workdir.
+    c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos="", pretrained=""))
     c.eval = ConfigDict(dict(workdirs=()))
     c.predict = ConfigDict(dict(input="", output="", text_field="text"))
     return c
