@@ -246,3 +246,59 @@ def test_finetune_init_is_checked_before_any_work(tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
         lm_stage(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# elmo-jax embed --model NAME
+# --------------------------------------------------------------------------------------------
+
+
+def test_embed_by_model_name_equals_embed_by_files(cache, monkeypatch, tmp_path, elmo_fixture):
+    import h5py
+
+    from elmo_jax.__main__ import main
+
+    model = elmo_pretrained.MODELS["small"]
+    files = {
+        "/" + basename(model.options): (elmo_fixture / "options.json").read_bytes(),
+        "/" + basename(model.weights): (elmo_fixture / "lm_weights.hdf5").read_bytes(),
+    }
+    (tmp_path / "in.txt").write_text("The bank of the river .\nA bank loan .\n")
+    options = ["--options", str(elmo_fixture / "options.json")]
+    by_files = [*options, "--weights", str(elmo_fixture / "lm_weights.hdf5")]
+    assert main(["embed", *by_files, str(tmp_path / "in.txt"), str(tmp_path / "files.hdf5")]) == 0
+    with serving(files) as mirror:
+        monkeypatch.setenv("ULMFIT_MIRROR", mirror.url)
+        by_name = ["--model", "small", str(tmp_path / "in.txt"), str(tmp_path / "name.hdf5")]
+        assert main(["embed", *by_name]) == 0
+        assert sorted(mirror.requests.values()) == [1, 1]
+    with h5py.File(tmp_path / "files.hdf5") as want, h5py.File(tmp_path / "name.hdf5") as got:
+        assert sorted(got) == sorted(want) == ["0", "1"]
+        for key in want:
+            np.testing.assert_array_equal(got[key][...], want[key][...])
+
+
+@pytest.mark.parametrize(
+    "model_args, message",
+    [
+        (["--model", "small", "--options", "o.json"], "not both"),
+        (["--model", "small", "--weights", "w.hdf5"], "not both"),
+        (["--options", "o.json"], "either --model NAME or both --options and --weights"),
+        ([], "either --model NAME or both --options and --weights"),
+    ],
+)
+@pytest.mark.parametrize("command", ["embed", "tokens"])
+def test_embed_takes_a_model_one_way(tmp_path, capsys, command, model_args, message):
+    from elmo_jax.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main([command, *model_args, str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_embed_unknown_model_lists_the_known_ones(tmp_path, capsys):
+    from elmo_jax.__main__ import main
+
+    assert main(["embed", "--model", "large", "in.txt", str(tmp_path / "out.hdf5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("elmo-jax: error:") and "'large'" in err and "original_5.5B" in err
