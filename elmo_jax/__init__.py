@@ -38,6 +38,7 @@ _EXPORTS = {
     "init_elmo": "elmo_jax.model.elmo",
     "init_scalar_mix": "elmo_jax.model.scalar_mix",
     "load_allennlp": "elmo_jax.weights.allennlp",
+    "load_pretrained": "elmo_jax.weights.pretrained",
     "preset": "elmo_jax.model.config",
     "read_options": "elmo_jax.model.config",
     "read_sentence_files": "elmo_jax.training.data",

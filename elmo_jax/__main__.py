@@ -1,8 +1,11 @@
 """Command line: `python -m elmo_jax` (or `elmo-jax`).
 
-    elmo-jax embed --options OPTIONS --weights WEIGHTS INPUT OUTPUT.hdf5 \\
+    elmo-jax embed (--model NAME | --options OPTIONS --weights WEIGHTS) INPUT OUTPUT.hdf5 \\
         [--layers all|top|average] [--batch-size N] [--stateful] [--token-cache] [--vocab FILE]
-    elmo-jax tokens --options OPTIONS --weights WEIGHTS VOCAB OUTPUT.hdf5
+    elmo-jax tokens (--model NAME | --options OPTIONS --weights WEIGHTS) VOCAB OUTPUT.hdf5
+
+`--model` is a released model of `elmo_jax.weights.pretrained` ("small", "medium", "original",
+"original_5.5B"), downloaded once into the cache; `--options`/`--weights` are files or addresses.
 
 `embed` writes one dataset per input line (see `elmo_jax.embedding.files`); `tokens` writes the
 context-independent embedding of each vocabulary line as one dataset "embedding"
@@ -19,13 +22,26 @@ from collections.abc import Sequence
 from elmo_jax.embedding.files import LAYER_MODES
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="a released model: small, medium, original, original_5.5B")
+    parser.add_argument("--options", help="the model's options.json (instead of --model)")
+    parser.add_argument("--weights", help="the model's hdf5 weights (instead of --model)")
+
+
+def _check_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    files = args.options or args.weights
+    if args.model and files:
+        parser.error("give either --model NAME or --options and --weights, not both")
+    if not args.model and not (args.options and args.weights):
+        parser.error("give either --model NAME or both --options and --weights")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elmo-jax", description="ELMo biLM tools in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     embed = sub.add_parser("embed", help="embed a file of sentences (one per line) into hdf5")
-    embed.add_argument("--options", required=True, help="the model's options.json")
-    embed.add_argument("--weights", required=True, help="the model's hdf5 weights")
+    _model_arguments(embed)
     embed.add_argument("input", help="UTF-8 text, one whitespace-tokenized sentence per line")
     embed.add_argument("output", help="the hdf5 file to write")
     embed.add_argument("--layers", choices=LAYER_MODES, default="all")
@@ -46,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--invalid-utf8", choices=("error", "replace"), default="error")
 
     tokens = sub.add_parser("tokens", help="dump context-independent token embeddings")
-    tokens.add_argument("--options", required=True)
-    tokens.add_argument("--weights", required=True)
+    _model_arguments(tokens)
     tokens.add_argument("vocab", help="one word per line")
     tokens.add_argument("output", help="the hdf5 file to write (dataset 'embedding')")
     return parser
@@ -61,14 +76,20 @@ def _read_vocab(path: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_model(parser, args)
     # Imported late so that `--help` is instant.
     from elmo_jax.embedding.files import embed_file
     from elmo_jax.embedding.token_cache import TokenEmbeddingCache
     from elmo_jax.weights.allennlp import load_allennlp
+    from elmo_jax.weights.pretrained import load_pretrained
 
     try:
-        params, config = load_allennlp(args.options, args.weights)
+        if args.model:
+            params, config = load_pretrained(args.model)
+        else:
+            params, config = load_allennlp(args.options, args.weights)
         if args.command == "tokens":
             words = _read_vocab(args.vocab)
             TokenEmbeddingCache(params, config).save(args.output, words)

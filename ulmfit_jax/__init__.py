@@ -37,6 +37,7 @@ _EXPORTS = {
     "lm_param_groups": "ulmfit_jax.training.param_groups",
     "load_fastai_classifier": "ulmfit_jax.weights.fastai",
     "load_fastai_lm": "ulmfit_jax.weights.fastai",
+    "load_pretrained": "ulmfit_jax.weights.pretrained",
     "make_optimizer": "ulmfit_jax.training.optim",
     "make_vocab": "ulmfit_jax.text.vocab",
     "match_embeddings": "ulmfit_jax.weights.fastai",

@@ -30,6 +30,7 @@ import numpy as np
 
 from elmo_jax.model.config import BiLMConfig, read_options
 from elmo_jax.model.init import init_bilm
+from ulmfit_jax.core.fetch import local
 
 Params = dict
 
@@ -181,6 +182,8 @@ def load_allennlp(
     Args:
       options_file: the model's options.json.
       weight_file: the hdf5 weights in the released layout (module docstring).
+      Either may be an address (`https://...`, `gs://...`, `hf://...`), downloaded and cached
+      by `ulmfit_jax.core.fetch.fetch`.
 
     Returns:
       `(params, config)`: plain nested dicts of float32 arrays, and the frozen config.
@@ -189,6 +192,7 @@ def load_allennlp(
       ValueError: a dataset the options need is missing, or its shape disagrees with the
         options (the message names the dataset and both shapes).
     """
+    options_file, weight_file = local(options_file), local(weight_file)
     config = read_options(options_file)
     extra = check_weight_file(config, weight_file)
     if extra:

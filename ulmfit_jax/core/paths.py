@@ -16,7 +16,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 def cache_root() -> Path:
     """`$ULMFIT_CACHE`, else `~/.cache/ulmfit_jax` (read at each call, so tests can move it)."""
-    return Path(os.environ.get("ULMFIT_CACHE") or Path.home() / ".cache" / "ulmfit_jax")
+    return Path(
+        os.environ.get("ULMFIT_CACHE") or Path.home() / ".cache" / "ulmfit_jax"
+    ).expanduser()
 
 
 # The cache as it was when the library was imported (the default of arguments).

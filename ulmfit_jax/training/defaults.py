@@ -89,7 +89,10 @@ def base_config(stage: str) -> ConfigDict:
     # (trainable groups from the top (0 = all), epochs, lr) per phase.
     c.phases = ((0, 1, 1e-3),)
 
-    c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos=""))
+    # finetune_lm starts from one of: workdir (an LM stage's or `python -m ulmfit_jax convert`'s
+    # export), fastai_pth (+ fastai_itos; paths or URLs) or pretrained (a registered model name,
+    # e.g. "wt103_fwd"; see ulmfit_jax.weights.pretrained). classify reads only workdir.
+    c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos="", pretrained=""))
     # test_at_end: the classify stage scores its best epoch on the test split once, reported
     # apart; otherwise only the evaluate stage reads the test split. top_losses: rows written.
     c.eval = ConfigDict(dict(workdirs=(), test_at_end=False, top_losses=50))

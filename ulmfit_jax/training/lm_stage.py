@@ -1,9 +1,11 @@
 """ULMFiT's language-model stages, as functions of a config and a workdir.
 
     pretrain     language model on a general corpus (WikiText), from scratch
-    finetune_lm  language model on the target corpus, from `init.workdir` (a pretrain run) or
-                 fastai weights (`init.fastai_pth` + `init.fastai_itos`, e.g. WT103), moved onto
-                 the target vocabulary like fastai's `match_embeds`
+    finetune_lm  language model on the target corpus, from one of `init.workdir` (a pretrain
+                 run or a `python -m ulmfit_jax convert` export), fastai weights
+                 (`init.fastai_pth` + `init.fastai_itos`: paths or addresses) or a registered
+                 model (`init.pretrained`, e.g. "wt103_fwd"; `ulmfit_jax.weights.pretrained`),
+                 moved onto the target vocabulary like fastai's `match_embeds`
 
 Both train in phases (`ulmfit_jax.training.phases`) and export their final parameters
 (`ulmfit_jax.weights.export`).
@@ -29,7 +31,7 @@ from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.training import param_groups
 from ulmfit_jax.training.lm_steps import evaluate_lm, lm_step_fn, make_lm_train_step
 from ulmfit_jax.training.phases import run_phases
-from ulmfit_jax.weights import fastai
+from ulmfit_jax.weights import fastai, pretrained
 from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
 
 __all__ = ["LM_STAGES", "cache_dir", "lm_config", "lm_stage"]
@@ -52,9 +54,29 @@ def lm_config(config, vocab_size: int) -> AWDLSTMConfig:
     )
 
 
+INIT_KEYS = ("workdir", "fastai_pth", "pretrained")
+
+
+def check_init(config) -> None:
+    """A `finetune_lm` config names exactly one starting point, and a registered model reads
+    text in the stage's direction (checked before any tokenizing or downloading)."""
+    if config.stage != "finetune_lm":
+        return
+    chosen = [f"init.{key}" for key in INIT_KEYS if config.init[key]]
+    if len(chosen) != 1:
+        raise ValueError(
+            "finetune_lm starts from exactly one of init.workdir (a pretrain run), "
+            f"init.fastai_pth (fastai weights) or init.pretrained (a registered model); got "
+            f"{', '.join(chosen) or 'none'}"
+        )
+    if config.init.pretrained:
+        pretrained.check_direction(config.init.pretrained, config.backward)
+
+
 def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
     """`pretrain` or `finetune_lm`; returns the final validation metrics."""
     stage = config.stage
+    check_init(config)
     spec = DataSpec.from_config(config.data)
     train_docs, valid_docs = corpus.lm_corpus(
         spec, seed=config.seed, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
@@ -69,7 +91,8 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
             )
             init_vocab = Vocab(itos) if itos else None
         else:
-            raise ValueError("finetune_lm needs init.workdir (a pretrain run) or init.fastai_pth")
+            init_params, init_model, itos = pretrained.load_pretrained(config.init.pretrained)
+            init_vocab = Vocab(itos)
     vocab = corpus.build_vocab(
         train_docs, max_vocab=config.vocab.max_vocab, min_freq=config.vocab.min_freq
     )

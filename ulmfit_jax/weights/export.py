@@ -19,6 +19,10 @@ from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.text.vocab import Vocab
 
 LM_STAGES = ("pretrain", "finetune_lm")
+# The stage name of a language model converted from fastai weights (`ulmfit_jax.weights.convert`):
+# `load_lm` reads it like an LM stage's export, but no stage of the program has this name.
+CONVERTED_LM = "converted_lm"
+LM_EXPORTS = (*LM_STAGES, CONVERTED_LM)
 
 
 def export_params(workdir: str | Path, params: Any, meta: dict) -> None:
@@ -42,10 +46,11 @@ def load_export(workdir: str | Path, make_template: Callable[[dict], Any]) -> tu
 
 
 def load_lm(workdir: str | Path) -> tuple[dict, AWDLSTMConfig, Vocab, dict]:
-    """The final parameters, model config, vocabulary and meta of an LM stage's workdir."""
+    """The final parameters, model config, vocabulary and meta of an LM stage's workdir (or of
+    a converted language model's: stage "converted_lm")."""
 
     def template(meta):
-        if meta.get("stage") not in LM_STAGES:
+        if meta.get("stage") not in LM_EXPORTS:
             raise ValueError(f"{workdir} holds a {meta.get('stage')!r} run, not a language model")
         return awd_lstm.init_lm_params(jax.random.key(0), AWDLSTMConfig(**meta["model"]))
 

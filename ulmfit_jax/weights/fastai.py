@@ -9,9 +9,10 @@ and backward models. Conventions handled here:
 * PyTorch's two LSTM biases are summed; weights are transposed to our `[in, out]` layout;
 * `0.encoder_dp.emb.weight` is the same tensor as `0.encoder.weight` and is ignored.
 
-Reading `.pth` files needs `torch` (`pip install ulmfit-jax[torch]`, a CPU build is enough); it
-is loaded with `weights_only=True`, so a file cannot run code. `itos.pkl` files are unpickled
-with an unpickler that only accepts lists and strings, for the same reason.
+`.pth` files are read without torch (`ulmfit_jax.weights.torch_pickle`), by an unpickler that only
+accepts tensors, so a file cannot run code. `itos.pkl` files are unpickled with an unpickler that
+only accepts lists and strings, for the same reason. Every path may also be an address that
+`ulmfit_jax.core.fetch.fetch` downloads and caches (`https://...`, `gs://...`, `hf://...`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ulmfit_jax.core.fetch import local
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.models.classifier import ClassifierConfig
+from ulmfit_jax.weights import torch_pickle
 
 _LSTM_KEY = re.compile(
     r"^rnns\.(\d+)\.(weight_hh_l0_raw|module\.(weight_ih_l0|weight_hh_l0|bias_ih_l0|bias_hh_l0))$"
@@ -40,43 +43,22 @@ _LSTM_KEY = re.compile(
 
 
 def read_state_dict(pth_path: str | Path) -> dict[str, np.ndarray]:
-    """A fastai `.pth` file as `{name: float32 numpy array}` (the `'model'` entry if present)."""
-    try:
-        import torch
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading fastai .pth files needs torch: pip install 'ulmfit-jax[torch]'"
-        ) from error
+    """A fastai `.pth` file as `{name: numpy array}` (the `'model'` entry if present)."""
     path = Path(pth_path)
     if not path.is_file():
         raise FileNotFoundError(f"no fastai weights file at {path}")
     try:
-        with torch.serialization.safe_globals([_FastcoreList]):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+        state = torch_pickle.load_pth(path)
+    except ValueError as error:
         raise ValueError(f"{path} is not a readable PyTorch state dict: {error}") from error
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
-    arrays = {}
     for name, tensor in state.items():
-        if not hasattr(tensor, "detach"):
+        if not isinstance(tensor, np.ndarray):
             raise ValueError(f"{path}: entry {name!r} is not a tensor")
-        arrays[name] = tensor.detach().cpu().numpy()
-    return arrays
-
-
-class _FastcoreList:
-    """Stands in for `fastcore.foundation.L`, which fastai's `Learner.save` pickles inside the
-    optimiser state. Allow-listing this inert class lets `weights_only=True` read such files
-    without fastcore installed and without running any code from the file."""
-
-    def __setstate__(self, state):
-        self.__dict__.update(state if isinstance(state, dict) else {"items": state})
-
-
-_FastcoreList.__module__, _FastcoreList.__qualname__ = "fastcore.foundation", "L"
+    return dict(state)
 
 
 class _ListOfStringsUnpickler(pickle.Unpickler):
@@ -224,17 +206,20 @@ def load_fastai_lm(
     """Load a fastai AWD-LSTM language model, e.g. the public WT103 forward/backward models.
 
     Args:
-      pth_path: the `.pth` state dict (plain or `{'model': ...}`).
-      itos_path: its `itos.pkl`; its length must equal the embedding's number of rows.
+      pth_path: the `.pth` state dict (plain or `{'model': ...}`): a path or an address
+        (`ulmfit_jax.core.fetch.fetch`).
+      itos_path: its `itos.pkl` (a path or an address); its length must equal the embedding's
+        number of rows.
       **config_overrides: `AWDLSTMConfig` fields not stored in the weights (dropouts, pad id).
 
     Returns:
       `(params, config, vocab)`: vocab is the list of tokens (None without `itos_path`).
     """
-    params, config = lm_params_from_state_dict(read_state_dict(pth_path), **config_overrides)
+    state = read_state_dict(local(pth_path))
+    params, config = lm_params_from_state_dict(state, **config_overrides)
     vocab = None
     if itos_path is not None:
-        vocab = read_itos(itos_path)
+        vocab = read_itos(local(itos_path))
         if len(vocab) != config.vocab_size:
             raise ValueError(
                 f"{itos_path} has {len(vocab)} tokens but {pth_path} has an embedding of "
@@ -329,5 +314,6 @@ def classifier_params_from_state_dict(
 
 
 def load_fastai_classifier(pth_path: str | Path, config: ClassifierConfig) -> dict[str, Any]:
-    """Load a fastai AWD-LSTM text classifier's weights; `config` must match them."""
-    return classifier_params_from_state_dict(read_state_dict(pth_path), config)
+    """Load a fastai AWD-LSTM text classifier's weights (a path or an address); `config` must
+    match them."""
+    return classifier_params_from_state_dict(read_state_dict(local(pth_path)), config)

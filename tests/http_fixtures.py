@@ -1,0 +1,61 @@
+"""A local HTTP server for download tests: serves files from a dict and counts requests."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import http.server
+import threading
+
+
+class FileServer:
+    """Serves `files[path] = bytes` on 127.0.0.1 in a thread.
+
+    `requests[path]` counts GETs; a path in `truncate` announces its full Content-Length but
+    sends only the first half of the body, then closes the connection.
+    """
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        self.requests: collections.Counter = collections.Counter()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the name http.server calls
+                server.requests[self.path] += 1
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.path in server.truncate:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving(files: dict[str, bytes] | None = None):
+    with FileServer() as server:
+        server.files.update(files or {})
+        yield server
