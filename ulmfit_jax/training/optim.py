@@ -37,6 +37,16 @@ changes. The pieces, each matching fastai 2.8 (tests/test_optim.py replays fasta
   step, so the summed bias moves by twice the step and counts twice in the clipping norm.
 * **Clipping** (`clip=`): fastai's `GradientClip` (`torch.nn.utils.clip_grad_norm_`): scale
   by `min(1, clip / (norm + 1e-6))` with the global norm of the trainable gradients.
+* **Gradient accumulation** (`accumulate=k`): the whole transformation wrapped in
+  `optax.MultiSteps(every_k_schedule=k)`: `update` is called once per micro-batch, and every
+  k-th call applies one update from the mean of the k gradients (clipped as one gradient); the
+  other calls return -0.0 updates (parameters keep their bits). The schedule, `total_steps`
+  and Adam's step count count *updates*; the state is an `optax.MultiStepsState` around
+  `OptimizerState`, which `new_stage` and `hyperparams` accept. What is done per micro-batch
+  outside the optimiser still is: the classifier step writes BatchNorm running statistics back
+  after every micro-batch (as PyTorch does under fastai's `GradientAccumulation`), and its
+  batch statistics are the micro-batch's, so with BatchNorm k micro-batches of b rows are not
+  one batch of k*b rows.
 """
 
 from __future__ import annotations
@@ -270,6 +280,7 @@ def make_optimizer(
     ratio: float = 32.0,
     roles: LeafRoles | None = None,
     train_bn: bool = True,
+    accumulate: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
     """ULMFiT's optimiser over fastai's layer groups (see the module docstring).
 
@@ -278,7 +289,8 @@ def make_optimizer(
       lr: the first stage's peak learning rate: a float for the top group (lower groups get
         `lr / lr_mult ** k`), fastai's `slice(lo, hi)`, or one per group, bottom first
         (`schedules.group_lrs`).
-      total_steps: the first stage's number of steps (the schedule's T).
+      total_steps: the first stage's number of optimiser updates (the schedule's T; with
+        `accumulate=k`, the number of micro-batches // k).
       schedule: "one_cycle" (fastai's `fit_one_cycle`), "stlr" (the paper) or "constant".
       lr_mult: ratio between adjacent groups' rates for a float `lr`; None: all equal (fastai).
       betas: Adam's (beta1, beta2); beta1 is used by "stlr" and "constant" (the paper's 0.7).
@@ -290,12 +302,17 @@ def make_optimizer(
       cut_frac, ratio: STLR's.
       roles: per-leaf decay / copies / BatchNorm flags; default `fastai_leaf_roles(labels)`.
       train_bn: fastai's `Learner(train_bn=True)`: BatchNorm weights train in frozen groups.
+      accumulate: micro-batches per update (`optax.MultiSteps`); 1 (the default) returns the
+        plain transformation.
 
     Returns:
       An optax transformation: `init(params) -> OptimizerState`;
       `update(grads, state, params, trainable=None) -> (updates, state)` where `trainable` is
-      `trainable_groups(labels, n)` (None: every group trains).
+      `trainable_groups(labels, n)` (None: every group trains). With `accumulate > 1` the state
+      is an `optax.MultiStepsState` whose `inner_opt_state` is the `OptimizerState`.
     """
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"accumulate must be a positive int, got {accumulate!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if clip is not None and not clip > 0:
@@ -386,7 +403,21 @@ def make_optimizer(
         return updates, new_state
 
     tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
-    return tx
+    return tx if accumulate == 1 else _accumulating(tx, accumulate)
+
+
+def _accumulating(tx, k: int) -> optax.GradientTransformationExtraArgs:
+    """`optax.MultiSteps(tx, k)`, with -0.0 (not +0.0) updates between updates, so that every
+    parameter keeps its bits there (+0.0 would turn a -0.0 parameter into +0.0)."""
+    multi = optax.MultiSteps(tx, every_k_schedule=k)
+
+    def update_fn(grads, state, params=None, **extra_args):
+        updates, new_state = multi.update(grads, state, params, **extra_args)
+        emitted = new_state.mini_step == 0
+        updates = jax.tree.map(lambda u: jnp.where(emitted, u, -0.0).astype(u.dtype), updates)
+        return updates, new_state
+
+    return optax.GradientTransformationExtraArgs(multi.init, update_fn)
 
 
 def _stage_lrs(groups, lr, lr_mult) -> dict[str, float]:
@@ -408,7 +439,7 @@ def _check_total(total_steps, schedule: str, cut_frac: float) -> int:
 
 def new_stage(
     tx: optax.GradientTransformation,
-    state: OptimizerState,
+    state: OptimizerState | optax.MultiStepsState,
     params: Any,
     *,
     lr: float | slice | Sequence[float],
@@ -417,7 +448,7 @@ def new_stage(
     clear_state: bool = True,
     schedule: str | None = None,
     cut_frac: float = 0.1,
-) -> OptimizerState:
+) -> OptimizerState | optax.MultiStepsState:
     """Start a stage (fastai: `freeze_to(...)` then `fit_one_cycle(epochs, lr)`).
 
     The schedule restarts at step 0 of `total_steps` with peak rates from `lr` (as in
@@ -425,22 +456,58 @@ def new_stage(
     `Learner.freeze_to` does (`opt.clear_state()`); without it they carry on (fastai: calling
     `fit_one_cycle` again without `freeze_to`). Only array values change, so a step function
     compiled for one stage serves the next. Pass `schedule` ("stlr") to check its minimum length.
+
+    With gradient accumulation (`make_optimizer(accumulate=k)`, an `optax.MultiStepsState`) a
+    partly accumulated gradient is dropped: the new stage's first update averages its own k
+    micro-batches (the previous stage's trainable groups and rates may differ).
     """
+    if isinstance(state, optax.MultiStepsState):
+        fresh = tx.init(params) if clear_state else None
+        inner = _stage_state(
+            state.inner_opt_state,
+            fresh.inner_opt_state if clear_state else None,
+            lr=lr,
+            total_steps=total_steps,
+            lr_mult=lr_mult,
+            schedule=schedule,
+            cut_frac=cut_frac,
+        )
+        return state._replace(
+            mini_step=jnp.zeros_like(state.mini_step),
+            gradient_step=fresh.gradient_step if clear_state else state.gradient_step,
+            inner_opt_state=inner,
+            acc_grads=jax.tree.map(jnp.zeros_like, state.acc_grads),
+        )
+    fresh = tx.init(params) if clear_state else None
+    return _stage_state(
+        state,
+        fresh,
+        lr=lr,
+        total_steps=total_steps,
+        lr_mult=lr_mult,
+        schedule=schedule,
+        cut_frac=cut_frac,
+    )
+
+
+def _stage_state(state, fresh, *, lr, total_steps, lr_mult, schedule, cut_frac) -> OptimizerState:
     groups = sorted(state.lr_max, key=lambda name: int(name.split("_")[1]))
     total = _check_total(total_steps, schedule or "constant", cut_frac)
-    inner = tx.init(params).inner if clear_state else state.inner
     return OptimizerState(
         step=jnp.zeros([], jnp.int32),
         total_steps=jnp.asarray(total, jnp.int32),
         lr_max={g: jnp.asarray(v, jnp.float32) for g, v in _stage_lrs(groups, lr, lr_mult).items()},
-        inner=inner,
+        inner=fresh.inner if fresh is not None else state.inner,
     )
 
 
-def hyperparams(state: OptimizerState) -> dict[str, dict[str, jax.Array]]:
+def hyperparams(state: OptimizerState | optax.MultiStepsState) -> dict[str, dict[str, jax.Array]]:
     """{partition: {"learning_rate", "b1", "b2", "eps", "weight_decay"}} of each partition's
     latest step (a frozen group keeps those of its last trained step, or its initial ones).
-    Partitions are the groups, plus "group_k:train_bn" for BatchNorm weights."""
+    Partitions are the groups, plus "group_k:train_bn" for BatchNorm weights. Accepts an
+    accumulating optimiser's `optax.MultiStepsState` (its latest *update*)."""
+    if isinstance(state, optax.MultiStepsState):
+        state = state.inner_opt_state
     return {
         p: dict(s.inner_state.hyperparams)
         for p, s in state.inner.inner_states.items()
