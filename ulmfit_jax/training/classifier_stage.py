@@ -35,7 +35,7 @@ from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training import param_groups
 from ulmfit_jax.training.classifier_steps import classifier_step_fn, make_classifier_train_step
 from ulmfit_jax.training.lm_stage import cache_dir
-from ulmfit_jax.training.phases import run_phases
+from ulmfit_jax.training.phases import find_lr, run_phases
 from ulmfit_jax.weights.export import export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
@@ -198,6 +198,16 @@ def classify_stage(
         )
         return classification_metrics(outputs, gold, encoder)
 
+    if config.lr_find:
+        return find_lr(
+            config,
+            workdir,
+            params=params,
+            labels=labels,
+            make_step=make_step,
+            loader=loader,
+            mesh=mesh,
+        )
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
     with Run(
         workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None

@@ -76,6 +76,7 @@ def base_config(stage: str) -> ConfigDict:
     c.train.monitor = ""
     c.train.patience = 0
     c.train.class_weights = ""  # "" | "balanced" | "w0,w1,..." (single-label classifiers)
+    c.train.accumulate = 1  # batches per optimiser update (gradient accumulation)
 
     c.optim = ConfigDict()
     c.optim.schedule = "stlr"  # "stlr" (the paper) | "one_cycle" (fastai) | "constant"
@@ -92,6 +93,11 @@ def base_config(stage: str) -> ConfigDict:
     # finetune_lm starts from one of: workdir (an LM stage's or `python -m ulmfit_jax convert`'s
     # export), fastai_pth (+ fastai_itos; paths or URLs) or pretrained (a registered model name,
     # e.g. "wt103_fwd"; see ulmfit_jax.weights.pretrained). classify reads only workdir.
+    # lr_find=True runs fastai's learning-rate finder for phase `lr_finder.phase` instead of
+    # training, writing WORKDIR/lr_find.json and lr_find.png.
+    c.lr_find = False
+    c.lr_finder = ConfigDict(dict(start_lr=1e-7, end_lr=10.0, num_it=100, phase=0))
+
     c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos="", pretrained=""))
     # test_at_end: the classify stage scores its best epoch on the test split once, reported
     # apart; otherwise only the evaluate stage reads the test split. top_losses: rows written.

@@ -30,7 +30,7 @@ from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.training import param_groups
 from ulmfit_jax.training.lm_steps import evaluate_lm, lm_step_fn, make_lm_train_step
-from ulmfit_jax.training.phases import run_phases
+from ulmfit_jax.training.phases import find_lr, run_phases
 from ulmfit_jax.weights import fastai, pretrained
 from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
 
@@ -143,6 +143,17 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
         step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
         return lambda trainable: lm_step_fn(step, trainable)
 
+    if config.lr_find:
+        return find_lr(
+            config,
+            workdir,
+            params=params,
+            labels=labels,
+            make_step=make_step,
+            loader=loader,
+            mesh=mesh,
+            lstm_state=awd_lstm.zero_state(model, t.batch_size),
+        )
     identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
     with Run(
         workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 from ulmfit_jax.core.training.run import Run, train_loop
 from ulmfit_jax.core.training.train_state import create_train_state, place_train_state
 from ulmfit_jax.data.lm_stream import LoaderState
+from ulmfit_jax.training import lr_find as lr_find_lib
 from ulmfit_jax.training import optim
 from ulmfit_jax.training.lm_steps import reset_lstm_state
 
@@ -36,13 +38,21 @@ def phases(config) -> list[Phase]:
     return result
 
 
-def make_phase_optimizer(config, labels, first: Phase, steps: int):
+def updates(config, micro_steps: int) -> int:
+    """Optimiser updates in `micro_steps` batches with `train.accumulate` batches per update."""
+    k = int(config.train.accumulate)
+    if k < 1:
+        raise ValueError(f"train.accumulate must be >= 1, got {k}")
+    return max(1, micro_steps // k)
+
+
+def make_phase_optimizer(config, labels, first: Phase, steps: int, **overrides):
     """One optimiser for every phase: later phases only change its state (`optim.new_stage`),
-    so the jitted training step compiles once for a whole gradual-unfreezing schedule."""
-    return optim.make_optimizer(
-        labels,
+    so the jitted training step compiles once for a whole gradual-unfreezing schedule.
+    `steps` counts batches; with `train.accumulate = k` the schedules count updates."""
+    options = dict(
         lr=first.lr,
-        total_steps=steps,
+        total_steps=updates(config, steps),
         schedule=config.optim.schedule,
         lr_mult=config.optim.lr_mult,
         betas=tuple(config.optim.betas),
@@ -50,7 +60,58 @@ def make_phase_optimizer(config, labels, first: Phase, steps: int):
         eps=config.optim.eps,
         weight_decay=config.optim.weight_decay,
         clip=config.optim.clip or None,
+        accumulate=int(config.train.accumulate),
     )
+    return optim.make_optimizer(labels, **(options | overrides))
+
+
+def find_lr(
+    config,
+    workdir: str | Path,
+    *,
+    params: Any,
+    labels: Any,
+    make_step: Callable,
+    loader,
+    mesh: jax.sharding.Mesh,
+    lstm_state: Any = None,
+) -> dict:
+    """fastai's `lr_find` for phase `lr_finder.phase` of the stage, instead of training.
+
+    The sweep runs on a fresh state over a constant-rate copy of the stage's optimiser (every
+    group at the swept rate, as fastai's `lr_find` does), with that phase's trainable groups;
+    it writes `WORKDIR/lr_find.json` and `WORKDIR/lr_find.png` and returns the suggestions.
+    """
+    f = config.lr_finder
+    all_phases = phases(config)
+    if not 0 <= f.phase < len(all_phases):
+        raise ValueError(f"lr_finder.phase={f.phase}: the stage has {len(all_phases)} phase(s)")
+    phase = all_phases[f.phase]
+    finder = make_phase_optimizer(
+        config, labels, phase, 1, lr=f.start_lr, schedule="constant", lr_mult=None, accumulate=1
+    )
+    state = create_train_state(params, finder, seed=config.seed, lstm_state=lstm_state, mesh=mesh)
+    trainable = optim.trainable_groups(labels, phase.trainable_groups or None)
+    result = lr_find_lib.lr_find(
+        make_step(finder)(trainable),
+        state,
+        lambda epoch: loader.iterator(LoaderState(epoch, 0, loader.seed), num_epochs=epoch + 1),
+        set_lr=lr_find_lib.set_optimizer_lr,
+        get_lr=lr_find_lib.optimizer_lr,
+        start_lr=f.start_lr,
+        end_lr=f.end_lr,
+        num_it=f.num_it,
+        reset_state=reset_lstm_state if lstm_state is not None else None,
+    )
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    lr_find_lib.write_lr_find(result, workdir)
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items() if v is not None)
+    print(
+        f"lr_find (phase {f.phase + 1}, {len(result.lrs)} steps): {shown}; wrote "
+        f"{Path(workdir) / 'lr_find.json'} and lr_find.png",
+        flush=True,
+    )
+    return {k: v for k, v in result.suggestions.items() if v is not None}
 
 
 def run_phases(
@@ -117,7 +178,7 @@ def run_phases(
                 state["opt_state"],
                 state["params"],
                 lr=phase.lr,
-                total_steps=phase.epochs * spe,
+                total_steps=updates(config, phase.epochs * spe),
                 lr_mult=config.optim.lr_mult,
                 schedule=config.optim.schedule,
             )
