@@ -26,6 +26,9 @@ from benchmarks.bench_torch_awd import make_encoder
 UNIT = "docs/s"
 REFERENCE = "torch nn.LSTM"
 TORCH_VARIANTS = (REFERENCE,)
+# `nn.LSTM`'s own call, without fastai's weight dropout (benchmarks.gpu_check adds it).
+NO_WEIGHT_DROPOUT = "torch nn.LSTM, no weight dropout"
+TORCH_EXTRA_VARIANTS = (NO_WEIGHT_DROPOUT,)
 
 SIZES = {
     # Same encoder as the LM's small size, short documents (two BPT3C chunks).
@@ -138,7 +141,9 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
     F = torch.nn.functional
     dims = layer_sizes(size)
     vocab, batch, bptt, emb_sz = size["vocab"], size["batch"], size["bptt"], size["emb"]
-    encoder = make_encoder(torch, dev, vocab, emb_sz, dims)
+    encoder = make_encoder(
+        torch, dev, vocab, emb_sz, dims, weight_dropout=variant != NO_WEIGHT_DROPOUT
+    )
     head_dims = [3 * emb_sz, *HEAD, N_CLASS]
     bns = [torch.nn.BatchNorm1d(n).to(dev) for n in head_dims[:-1]]
     lins = [

@@ -240,7 +240,8 @@ def _cells(row: dict) -> list[str]:
         return "-" if x is None else format(x, fmt)
 
     if row.get("error"):
-        return [row["benchmark"], row["size"], row["variant"], "failed", *["-"] * 5]
+        status = "skipped" if row.get("skipped") else "failed"
+        return [row["benchmark"], row["size"], row["variant"], status, *["-"] * 5]
     return [
         row["benchmark"],
         row["size"],

@@ -19,6 +19,9 @@ from benchmarks.bench_torch_awd import locked_dropout, make_encoder
 UNIT = "tokens/s"
 REFERENCE = "torch nn.LSTM"
 TORCH_VARIANTS = (REFERENCE,)
+# `nn.LSTM`'s own call, without fastai's weight dropout (benchmarks.gpu_check adds it).
+NO_WEIGHT_DROPOUT = "torch nn.LSTM, no weight dropout"
+TORCH_EXTRA_VARIANTS = (NO_WEIGHT_DROPOUT,)
 
 SIZES = {
     # The shape measured in ../shared/STACK_NOTES.md.
@@ -125,7 +128,10 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
 
     torch, dev = _common.torch_setup(device)
     vocab, batch, bptt = size["vocab"], size["batch"], size["bptt"]
-    encoder = make_encoder(torch, dev, vocab, size["emb"], layer_sizes(size))
+    encoder = make_encoder(
+        torch, dev, vocab, size["emb"], layer_sizes(size),
+        weight_dropout=variant != NO_WEIGHT_DROPOUT,
+    )  # fmt: skip
     dec_bias = torch.nn.Parameter(torch.zeros(vocab, device=dev))
     opt = torch.optim.Adam(encoder.parameters() + [dec_bias], lr=1e-3, betas=(0.7, 0.99), eps=1e-5)
     tokens = torch.randint(0, vocab, (batch, bptt + 1), device=dev)
