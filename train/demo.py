@@ -145,24 +145,35 @@ def main(argv: list[str] | None = None) -> dict:
     scratch.phases = ((0, sum(epochs for _, epochs, _ in clas.phases), 1e-2),)
     scratch_result = stage("classify (from scratch)", scratch, runs / "scratch")
 
+    def test_accuracy(workdir: Path) -> float:
+        """The classifier's test accuracy (the evaluate stage: training never read test)."""
+        config = clas.copy_and_resolve_references()
+        config.stage, config.eval.workdirs = "evaluate", (str(workdir),)
+        return ulmfit.run(config, str(workdir / "evaluate"))[str(workdir)]["accuracy"]
+
+    ulmfit_acc, scratch_acc = test_accuracy(runs / "clas"), test_accuracy(runs / "scratch")
     predictor = Predictor.from_workdir(runs / "clas")
-    names = predictor.label_names or []
     print("\n== predict ==")
-    for review, probs in zip(REVIEWS, predictor.predict(REVIEWS), strict=True):
-        best = int(probs.argmax())
-        label = names[best] if names else best
-        print(f"{label!s:>8} ({probs[best]:.2f})  {review}")
+    predictions = predictor.predict(REVIEWS)
+    for review, probs, label in zip(REVIEWS, predictions, predictions.labels, strict=True):
+        print(f"{label!s:>8} ({probs.max():.2f})  {review}")
 
     total = time.perf_counter() - started
     print("\n== result ==")
     print(f"data: {source}")
     print(f"fine-tuned LM validation perplexity: {lm_metrics['perplexity']:.1f}")
-    ulmfit_acc, scratch_acc = ulmfit_result["accuracy"], scratch_result["accuracy"]
     print(f"test accuracy, ULMFiT (pretrain, fine-tune, classify): {ulmfit_acc:.4f}")
     print(f"test accuracy, the same classifier from scratch:       {scratch_acc:.4f}")
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     print(f"total {total / 60:.1f} min")
-    return {"ulmfit": ulmfit_result["accuracy"], "scratch": scratch_result["accuracy"]}
+    valid = {
+        k: r["valid/accuracy"] for k, r in (("ulmfit", ulmfit_result), ("scratch", scratch_result))
+    }
+    print(
+        f"validation accuracy of the chosen epochs: ULMFiT {valid['ulmfit']:.4f}, "
+        f"from scratch {valid['scratch']:.4f}"
+    )
+    return {"ulmfit": ulmfit_acc, "scratch": scratch_acc, "valid": valid}
 
 
 if __name__ == "__main__":
