@@ -196,3 +196,16 @@ def test_bad_input_touches_nothing_on_disk(folder, tmp_path):
     with pytest.raises(ValueError, match="no label column 'lable'"):
         classifier_stage.classify_stage(c, tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_lr_find_flag_sweeps_instead_of_training(folder, tmp_path):
+    c = local_config(folder, tmp_path)
+    c.lr_find = True
+    c.lr_finder.num_it = 12
+    suggestions = classifier_stage.classify_stage(c, tmp_path / "lrf")
+    record = json.loads((tmp_path / "lrf" / "lr_find.json").read_text())
+    assert {"valley", "steep", "minimum"} <= set(record["suggestions"])
+    assert len(record["lrs"]) == len(record["losses"]) <= 12 and record["lrs"][0] == 1e-7
+    assert (tmp_path / "lrf" / "lr_find.png").stat().st_size > 0
+    assert set(suggestions) <= set(record["suggestions"])
+    assert not (tmp_path / "lrf" / "export").exists()  # nothing was trained
