@@ -394,10 +394,25 @@ def make_nnx_optimizer(model: LanguageModel | TextClassifier, **kwargs) -> nnx.O
     return nnx.Optimizer(model, make_optimizer(param_labels(model), **kwargs), wrt=nnx.Param)
 
 
+def new_nnx_stage(
+    optimizer: nnx.Optimizer, model: LanguageModel | TextClassifier, **kwargs
+) -> None:
+    """`ulmfit_jax.training.optim.new_stage` on an `nnx.Optimizer` built by
+    `make_nnx_optimizer`, in place: the schedule restarts with the stage's `lr` and
+    `total_steps` and (by default, as fastai's `freeze_to`) the Adam moments are cleared.
+    Only values change, so a jitted train step serves every stage."""
+    from ulmfit_jax.training.optim import new_stage
+
+    params = nnx.as_pure(nnx.state(model, optimizer.wrt))
+    state = new_stage(optimizer.tx, nnx.as_pure(optimizer.opt_state), params, **kwargs)
+    nnx.update(optimizer.opt_state, nnx.state(state))
+
+
 __all__: Sequence[str] = (
     "AWDLSTMEncoder",
     "LanguageModel",
     "TextClassifier",
     "make_nnx_optimizer",
+    "new_nnx_stage",
     "param_labels",
 )
