@@ -139,6 +139,10 @@ class LanguageModel(_Skin):
 
     Parameters as `awd_lstm.init_lm_params`: `encoder` is an `AWDLSTMEncoder`, `decoder` holds
     the bias (and the weight when untied). Arguments as `AWDLSTMEncoder`'s.
+
+    Only this module holds the dropout stream: a call draws one key and `lm_apply` splits it
+    for the encoder (whose own stream is None, so the model has no aliased variables and also
+    runs under `nnx.jit(..., graph=False)`); train `model.encoder` alone with `rngs=` per call.
     """
 
     def __init__(
@@ -158,7 +162,6 @@ class LanguageModel(_Skin):
         self.encoder = AWDLSTMEncoder(
             config,
             params=params["encoder"],
-            rngs=rngs,
             deterministic=deterministic,
             sharding_rules=sharding_rules,
             prefix=("encoder",),
@@ -240,7 +243,8 @@ def _is_batch_stat(path: tuple[str, ...]) -> type[nnx.Variable]:
 class TextClassifier(_Skin):
     """fastai's ULMFiT classifier: BPT3C over `AWDLSTMEncoder`, masked concat pooling and the
     BatchNorm/Dropout/Linear head. BatchNorm's running statistics are `nnx.BatchStat`s, updated
-    by training-mode calls. Arguments as `AWDLSTMEncoder`'s (`config` a `ClassifierConfig`).
+    by training-mode calls. Arguments as `AWDLSTMEncoder`'s (`config` a `ClassifierConfig`);
+    the dropout stream as `LanguageModel`'s.
     """
 
     def __init__(
@@ -260,7 +264,6 @@ class TextClassifier(_Skin):
         self.encoder = AWDLSTMEncoder(
             config.encoder_config,
             params=params["encoder"],
-            rngs=rngs,
             deterministic=deterministic,
             sharding_rules=sharding_rules,
             prefix=("encoder",),
