@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_nnx --size=small --rounds=7 --steps=20
 
-Four timings per variant family, interleaved round by round (so a busy neighbour slows every
-variant alike) and reported as the median over rounds of each round's median step:
+Every variant's steps are interleaved one by one with the others' (see `measure`); each is
+reported as the median and the minimum step time, and as ratios to the functional step:
 
 * forward, evaluation mode: `jax.jit(lm_apply)` against `model(x)` under NNX;
 * train step (dropout on, cross-entropy, `make_optimizer`'s fastai Adam, all groups training):
@@ -112,20 +112,24 @@ JITS = {
 
 
 def measure(variants: dict, rounds: int, steps: int) -> dict:
-    """Median over `rounds` of each round's median step, variants interleaved per round."""
+    """Per variant: the median and the minimum of `rounds * steps` single-step times, taken
+    round-robin (one step of each variant in turn, the order rotating every time), so that a
+    busy neighbour or a slow drift of the machine weighs on every variant alike."""
     for run in variants.values():  # compile and warm up
         run()
         run()
-    per_round = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            times = []
-            for _ in range(steps):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            per_round[name].append(float(np.median(times)))
-    return {name: float(np.median(t)) for name, t in per_round.items()}
+    names = list(variants)
+    times = {name: [] for name in names}
+    for i in range(rounds * steps):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": float(np.median(t)), "min_s": float(np.min(t))}
+        for name, t in times.items()
+    }
 
 
 def main(argv=None) -> dict:
@@ -138,7 +142,10 @@ def main(argv=None) -> dict:
     _, variants = build(size)
     seconds = measure(variants, args.rounds, args.steps)
     ratios = {
-        f"{kind} {name} / functional": seconds[f"{kind}/{name}"] / seconds[f"{kind}/functional"]
+        f"{kind} {name} / functional ({stat})": (
+            seconds[f"{kind}/{name}"][stat] / seconds[f"{kind}/functional"][stat]
+        )
+        for stat in ("median_s", "min_s")
         for kind in ("forward", "train")
         for name in JITS
     }

@@ -198,6 +198,7 @@ def test_readme_tagger_example(tmp_path):
     options, weights = tmp_path / "options.json", tmp_path / "weights.hdf5"
     write_random_weights(CONFIG, weights, options)
     # ---- README: Flax NNX, tagger example ----
+    import jax.numpy as jnp
     import optax
     from flax import nnx
 

@@ -5,6 +5,8 @@ parity figures, nnx.Optimizer with gradual unfreezing, Linen through nnx.bridge,
 
 import dataclasses
 import json
+import pathlib
+import textwrap
 
 import jax
 import numpy as np
@@ -430,10 +432,13 @@ def test_readme_classifier_example(fastai_fixture):
     from ulmfit_jax.nnx import TextClassifier, make_nnx_optimizer, new_nnx_stage, param_labels
     from ulmfit_jax.training.optim import trainable_groups
 
-    # ULMFiT's recipe: train the head, then unfreeze one more group per stage.
-    stages = [(1, 2e-2), (2, slice(1e-2 / 2.6**4, 1e-2)), (3, slice(5e-3 / 2.6**4, 5e-3)),
-              (None, slice(1e-3 / 2.6**4, 1e-3))]  # (trainable groups, lr)  # fmt: skip
-    model = TextClassifier.from_fastai(lm_pth, itos_pkl, n_class=2, bptt=8, rngs=nnx.Rngs(0))
+    stages = [  # (trainable groups, peak lr): ULMFiT's head first, then one more group each
+        (1, 2e-2),
+        (2, slice(1e-2 / 2.6**4, 1e-2)),
+        (3, slice(5e-3 / 2.6**4, 5e-3)),
+        (None, slice(1e-3 / 2.6**4, 1e-3)),
+    ]
+    model = TextClassifier.from_fastai(lm_pth, itos_pkl, n_class=2, rngs=nnx.Rngs(0))
     model.train()  # dropout and BatchNorm batch statistics
     labels = param_labels(model)  # fastai's layer groups, in the module's Param tree
     optimizer = make_nnx_optimizer(model, lr=stages[0][1], total_steps=len(batches))
@@ -458,3 +463,19 @@ def test_readme_classifier_example(fastai_fixture):
     # ---- end ----
     assert np.isfinite(float(loss))
     assert int(optimizer.opt_state.step[...]) == len(batches)  # the last stage's schedule
+
+
+def readme_example(path, name):
+    """The code between a test's README markers, dedented."""
+    source = path.read_text()
+    start = source.index("\n", source.index(f"# ---- README: Flax NNX, {name} example ----")) + 1
+    return textwrap.dedent(source[start : source.index("    # ---- end ----", start)])
+
+
+@pytest.mark.parametrize(
+    "test_file, name", [("test_nnx.py", "classifier"), ("test_elmo_nnx.py", "tagger")]
+)
+def test_readme_examples_are_the_tested_code(test_file, name):
+    root = pathlib.Path(__file__).resolve().parent
+    readme = (root.parent / "README.md").read_text()
+    assert readme_example(root / test_file, name) in readme
