@@ -38,7 +38,9 @@ def labels_or_error(labels, split: str, spec: DataSpec) -> np.ndarray:
     return labels
 
 
-def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
+def classify_stage(
+    config, workdir: str | Path, *, resume: bool = False, resume_changed: bool = False
+) -> dict:
     """Train a classifier (from the fine-tuned LM in `init.workdir`, or from scratch)."""
     spec = DataSpec.from_config(config.data)
     label_names = list(open_split(spec, spec.train_split).label_names or [])
@@ -138,7 +140,12 @@ def classify_stage(config, workdir: str | Path, *, resume: bool = False) -> dict
     results = {}
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
     with Run(
-        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+        workdir,
+        identity,
+        config,
+        resume=resume,
+        resume_changed=resume_changed,
+        checkpoint_dir=t.checkpoint_dir or None,
     ) as run:
         run.log(
             f"classify: {len(train_ids):,} train / {len(test_ids):,} test docs, {n_class} classes,"

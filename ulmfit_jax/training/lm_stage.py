@@ -51,7 +51,9 @@ def lm_config(config, vocab_size: int) -> AWDLSTMConfig:
     )
 
 
-def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
+def lm_stage(
+    config, workdir: str | Path, *, resume: bool = False, resume_changed: bool = False
+) -> dict:
     """`pretrain` or `finetune_lm`; returns the final validation metrics."""
     stage = config.stage
     spec = DataSpec.from_config(config.data)
@@ -121,7 +123,12 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
 
     identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
     with Run(
-        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+        workdir,
+        identity,
+        config,
+        resume=resume,
+        resume_changed=resume_changed,
+        checkpoint_dir=t.checkpoint_dir or None,
     ) as run:
         run.log(
             f"{stage}: {len(train_ids):,} train docs ({sum(map(len, train_ids)):,} tokens), "
