@@ -10,7 +10,8 @@ released layout, readable by `elmo_jax.load_allennlp`, AllenNLP and bilm-tf). Co
 locked: a misspelt `--config.key` is an error. Training uses every device; on several hosts run the
 same command on each with `--distributed=on` (see `ulmfit_jax.core.training.sharding`). Mistakes
 in the input end with one line, `train.elmo: error: ...`, and exit status 2 (`--verbose` adds the
-traceback); `--resume_changed` accepts a resume with a changed config (see `train.cli`).
+traceback); `--resume_changed` accepts a resume with a changed config
+(`ulmfit_jax.core.training.cli`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from train import cli
+from ulmfit_jax.core.training import cli
 
 
 def define_flags(
     flag_values: flags.FlagValues = flags.FLAGS, sys_argv: list[str] | None = None
 ) -> None:
-    """--config, --workdir, --resume, --distributed and `train.cli`'s flags. Defined on demand,
-    not at import: absl flags are global to the process, and train.ulmfit defines flags of the
-    same names. `sys_argv` is where the
-    `--config.key=value` overrides are read (sys.argv by default, as ml_collections does)."""
+    """--config, --workdir, --resume, --distributed and `cli.define_common_flags`'s. Defined on
+    demand, not at import: absl flags are global to the process, and train.ulmfit defines flags
+    of the same names. `sys_argv` is where the `--config.key=value` overrides are read
+    (sys.argv by default, as ml_collections does)."""
     config_flags.DEFINE_config_file(
         "config",
         None,

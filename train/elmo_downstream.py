@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from train import cli
 from train.elmo import define_flags
+from ulmfit_jax.core.training import cli
 
 
 def run(config, workdir: str, resume: bool = False, resume_changed: bool = False) -> dict:

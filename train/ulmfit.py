@@ -24,7 +24,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from train import cli
+from ulmfit_jax.core.training import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of this run (checkpoints, metrics).")
