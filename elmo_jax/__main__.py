@@ -10,7 +10,8 @@
 `embed` writes one dataset per input line (see `elmo_jax.embedding.files`); `tokens` writes the
 context-independent embedding of each vocabulary line as one dataset "embedding"
 [n_words, projection_dim], bilm-tf's `dump_token_embeddings` format. Bad input (missing or
-mismatched weights, non-UTF-8 text) ends with a one-line error and exit status 2.
+mismatched weights, non-UTF-8 text) ends with a one-line error and exit status 2; Ctrl-C with one
+line and exit status 130, leaving no output file (it is renamed into place only when complete).
 """
 
 from __future__ import annotations
@@ -79,13 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_model(parser, args)
-    # Imported late so that `--help` is instant.
-    from elmo_jax.embedding.files import embed_file
-    from elmo_jax.embedding.token_cache import TokenEmbeddingCache
-    from elmo_jax.weights.allennlp import load_allennlp
-    from elmo_jax.weights.pretrained import load_pretrained
-
     try:
+        # Imported late so that `--help` is instant.
+        from elmo_jax.embedding.files import embed_file
+        from elmo_jax.embedding.token_cache import TokenEmbeddingCache
+        from elmo_jax.weights.allennlp import load_allennlp
+        from elmo_jax.weights.pretrained import load_pretrained
+
         if args.model:
             params, config = load_pretrained(args.model)
         else:
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as e:
         print(f"elmo-jax: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"elmo-jax: interrupted; {args.output} was not written", file=sys.stderr)
+        return 130
     return 0
 
 

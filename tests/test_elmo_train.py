@@ -116,7 +116,10 @@ def test_resume_is_bit_exact(corpus, straight_run, tmp_path):
     pretrain.pretrain(tiny_config(corpus, STEPS // 2), tmp_path)
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain.pretrain(tiny_config(corpus), tmp_path)
-    pretrain.pretrain(tiny_config(corpus), tmp_path, resume=True)
+    # Training longer changes the recorded config: refused unless accepted.
+    with pytest.raises(ValueError, match=rf"train\.num_steps: {STEPS // 2} -> {STEPS}"):
+        pretrain.pretrain(tiny_config(corpus), tmp_path, resume=True)
+    pretrain.pretrain(tiny_config(corpus), tmp_path, resume=True, resume_changed=True)
     resumed = final_state(tiny_config(corpus), tmp_path)[0]
     straight = final_state(tiny_config(corpus), straight_run)[0]
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight), strict=True):

@@ -11,21 +11,24 @@ from __future__ import annotations
 from absl import app, flags
 
 from train.elmo import define_flags
+from ulmfit_jax.core.training import cli
 
 
-def run(config, workdir: str, resume: bool = False) -> dict:
+def run(config, workdir: str, resume: bool = False, resume_changed: bool = False) -> dict:
     """Train the classifier and evaluate it; returns the test metrics."""
     from elmo_jax.downstream.train import classify
+    from ulmfit_jax.core.training.workdir import WorkdirLock
 
-    return classify(config, workdir, resume=resume)
+    with WorkdirLock(workdir):  # before the data is read: a second run stops at once
+        return classify(config, workdir, resume=resume, resume_changed=resume_changed)
 
 
 def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run(flag_values.config, flag_values.workdir, flag_values.resume)
+    run(flag_values.config, flag_values.workdir, flag_values.resume, flag_values.resume_changed)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run_program("train.elmo_downstream", main)

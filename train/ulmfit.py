@@ -13,12 +13,18 @@ killed or preempted run from its last checkpoint. Training uses every device (se
 `--config.train.num_devices`); on several hosts (a TPU pod slice) run the same command on each
 with `--distributed=on` (or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`).
 Config keys are locked: a misspelt `--config.key` is an error, not a silently ignored setting.
+Mistakes in the input end with one line, `train.ulmfit: error: ...`, and exit status 2
+(`--verbose` adds the traceback). A workdir is held by one live run at a time (`WORKDIR/.lock`);
+`--resume` refuses a config that differs from the recorded one in keys that change the result
+unless `--resume_changed` is given.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from ulmfit_jax.core.training import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of this run (checkpoints, metrics).")
@@ -30,22 +36,28 @@ _DISTRIBUTED = flags.DEFINE_enum(
     "Connect the hosts of a multi-host run (jax.distributed.initialize): 'auto' when the "
     "environment names several processes, 'on' always (Cloud TPU pod slices), 'off' never.",
 )
+cli.define_common_flags()
 flags.mark_flags_as_required(["config"])
 
 TRAINING_STAGES = ("pretrain", "finetune_lm", "classify")
 
 
-def run(config, workdir: str | None, resume: bool = False):
+def run(config, workdir: str | None, resume: bool = False, resume_changed: bool = False):
     """Run the stage `config.stage`; returns its metrics."""
+    from ulmfit_jax.core.training.workdir import WorkdirLock
     from ulmfit_jax.inference import stages as inference_stages
     from ulmfit_jax.training import classifier_stage, lm_stage
 
     if config.stage in TRAINING_STAGES and not workdir:
         raise ValueError(f"stage {config.stage!r} needs --workdir")
+    options = dict(resume=resume, resume_changed=resume_changed)
     if config.stage in lm_stage.LM_STAGES:
-        return lm_stage.lm_stage(config, workdir, resume=resume)
+        # The workdir's lock is taken before the data is read: a second run stops at once.
+        with WorkdirLock(workdir):
+            return lm_stage.lm_stage(config, workdir, **options)
     if config.stage == "classify":
-        return classifier_stage.classify_stage(config, workdir, resume=resume)
+        with WorkdirLock(workdir):
+            return classifier_stage.classify_stage(config, workdir, **options)
     if config.stage == "evaluate":
         return inference_stages.evaluate_stage(config, workdir)
     if config.stage == "predict":
@@ -62,8 +74,8 @@ def main(argv):
     from ulmfit_jax.core.training import sharding
 
     sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
-    run(_CONFIG.value, _WORKDIR.value, _RESUME.value)
+    run(_CONFIG.value, _WORKDIR.value, _RESUME.value, flags.FLAGS.resume_changed)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_program("train.ulmfit", main)

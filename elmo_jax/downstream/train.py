@@ -135,7 +135,9 @@ def read_labelled(
     return texts, labels, source.label_names
 
 
-def classify(config, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, float]:
+def classify(
+    config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
+) -> dict[str, float]:
     """Train the task model on frozen ELMo features; returns test accuracy and loss."""
     spec = DataSpec.from_config(config.data)
     tfds_dir = os.path.expanduser(spec.tfds_dir) if spec.tfds_dir else ""
@@ -156,7 +158,7 @@ def classify(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
         )
     t = config.train
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
-    with Run(workdir, identity, config, resume=resume) as run:
+    with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
         train_texts, train_labels, names = read_labelled(spec, spec.train_split)
         test_texts, test_labels, _ = read_labelled(spec, spec.test_split)
         model = ClassifierConfig(

@@ -28,18 +28,22 @@ Bad input, documented policies:
 * bytes that are not UTF-8: by default a `ValueError` naming the line (1-based) and byte; with
   `invalid_utf8="replace"` they become U+FFFD (whose 3 UTF-8 bytes the model then sees).
 
-The whole input is read into memory first (the stateless mode sorts it by length).
+The whole input is read into memory first (the stateless mode sorts it by length). The output is
+written to `OUTPUT.PID.partial` in the same folder and renamed into place when complete, so an
+interrupted run (Ctrl-C, a crash) never leaves a file that looks finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import h5py
 import jax
@@ -181,6 +185,22 @@ def _batches(sentences: list[list[str]], batch_size: int, stateful: bool):
         yield rows, min(batch_size, 1 << (len(rows) - 1).bit_length())
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; renames it to `path` if the block completes and
+    removes it if the block raises (KeyboardInterrupt included)."""
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    # Created here (mode 0o666 less the umask, as `open` would) so that h5py only truncates it.
+    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def embed_file(
     params: Params,
     config: BiLMConfig,
@@ -200,7 +220,7 @@ def embed_file(
     Args:
       params, config: the biLM (`load_allennlp`).
       input_path: UTF-8 text, one whitespace-tokenized sentence per line.
-      output_path: the hdf5 file to write (overwritten).
+      output_path: the hdf5 file to write (replaced when complete; see the module docstring).
       layers: "all", "top" or "average".
       batch_size: sentences per batch.
       stateful: continue each batch row's state from the previous batch (file order).
@@ -230,7 +250,8 @@ def embed_file(
     # keeps one traced signature for every batch.
     state = zero_state(config, batch_size) if stateful else None
     with (
-        h5py.File(output_path, "w") as fout,
+        atomic_output(output_path) as partial,
+        h5py.File(partial, "w") as fout,
         tqdm(total=len(sentences), unit="sent", disable=not progress) as bar,
     ):
         fout.attrs["layers"] = layers

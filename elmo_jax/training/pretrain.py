@@ -127,7 +127,9 @@ def num_steps(config, batches: BidirectionalBatches) -> int:
     return int(math.ceil(config.train.epochs * per_epoch))
 
 
-def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dict[str, float]:
+def pretrain(
+    config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
+) -> dict[str, float]:
     """Train a biLM from scratch; returns the validation metrics (full softmax)."""
     workdir = Path(workdir)
     model = model_config(config)
@@ -137,7 +139,14 @@ def pretrain(config, workdir: str | os.PathLike, *, resume: bool = False) -> dic
     mesh = sharding.mesh_for_batch(t.batch_size, t.get("num_devices", 0))
     shard_index, shard_count = sharding.process_shard()
     checkpoint_dir = t.get("checkpoint_dir", "") or None
-    with Run(workdir, identity, config, resume=resume, checkpoint_dir=checkpoint_dir) as run:
+    with Run(
+        workdir,
+        identity,
+        config,
+        resume=resume,
+        resume_changed=resume_changed,
+        checkpoint_dir=checkpoint_dir,
+    ) as run:
         train_sentences = read_split(config, "train")
         valid_sentences = read_split(config, "valid")
         vocab = vocabulary(config, run.workdir, train_sentences, resume)

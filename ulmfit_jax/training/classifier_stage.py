@@ -103,6 +103,7 @@ def classify_stage(
     workdir: str | Path,
     *,
     resume: bool = False,
+    resume_changed: bool = False,
     tables: Mapping[str, Table] | None = None,
 ) -> dict:
     """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
@@ -210,7 +211,12 @@ def classify_stage(
         )
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
     with Run(
-        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+        workdir,
+        identity,
+        config,
+        resume=resume,
+        resume_changed=resume_changed,
+        checkpoint_dir=t.checkpoint_dir or None,
     ) as run:
         _log_data(run, data, len(vocab), lm_params is not None, loader, mesh, shard_count)
         keeper = BestKeeper(run.workdir, monitor, t.patience)

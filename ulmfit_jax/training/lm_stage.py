@@ -73,7 +73,9 @@ def check_init(config) -> None:
         pretrained.check_direction(config.init.pretrained, config.backward)
 
 
-def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
+def lm_stage(
+    config, workdir: str | Path, *, resume: bool = False, resume_changed: bool = False
+) -> dict:
     """`pretrain` or `finetune_lm`; returns the final validation metrics."""
     stage = config.stage
     check_init(config)
@@ -156,7 +158,12 @@ def lm_stage(config, workdir: str | Path, *, resume: bool = False) -> dict:
         )
     identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
     with Run(
-        workdir, identity, config, resume=resume, checkpoint_dir=t.checkpoint_dir or None
+        workdir,
+        identity,
+        config,
+        resume=resume,
+        resume_changed=resume_changed,
+        checkpoint_dir=t.checkpoint_dir or None,
     ) as run:
         run.log(
             f"{stage}: {len(train_ids):,} train docs ({sum(map(len, train_ids)):,} tokens), "

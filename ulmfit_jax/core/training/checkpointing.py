@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 log = logging.getLogger(__name__)
+
+# Characters of the underlying error kept in the message about a damaged checkpoint.
+MAX_REASON = 200
 
 
 def describe_arrays(tree: Any) -> dict[str, list]:
@@ -64,6 +68,25 @@ def checkpoint_path(directory: str | os.PathLike) -> Path | epath.Path:
     """A local folder as an absolute `Path`; a URL (`gs://bucket/run`) as an `epath.Path`."""
     text = os.fspath(directory)
     return epath.Path(text) if "://" in text else Path(text).absolute()
+
+
+def _drop_closed_loop_reports() -> None:
+    """After a failed restore, TensorStore's outstanding reads complete into orbax's event loop,
+    already closed, and each reports "Event loop is closed" as an unraisable exception: dozens
+    of tracebacks that bury the real error. Drop exactly those from then on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable) -> None:
+        closed = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == (
+            "Event loop is closed"
+        )
+        if not closed:
+            previous(unraisable)
+
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -118,9 +141,27 @@ class Checkpointer:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise ValueError(
-                f"checkpoint {self.directory / str(step)} is corrupt: {error}"
-            ) from error
+            raise self._damaged(step, error) from error
+
+    def _damaged(self, step: int, error: BaseException) -> ValueError:
+        """A short error for an unreadable step: which folder, why in a line, what to do.
+        TensorStore's own message (kept as the cause) runs to a kilobyte of JSON spec."""
+        folder = self.directory / str(step)
+        reason = " ".join(str(error).split(" [tensorstore_spec")[0].split())
+        reason = reason.replace(f"{folder}/", "")
+        if (innermost := reason.rfind('local file "')) > 0:  # the file that failed, and why
+            reason = reason[innermost:]
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON] + "..."
+        earlier = [s for s in self.all_steps() if s < step]
+        if earlier:
+            advice = f"delete {folder} to resume from step {max(earlier)}, or use a new --workdir"
+        else:
+            advice = f"it is the only checkpoint: delete {folder} or use a new --workdir"
+        return ValueError(
+            f"checkpoint {folder} is damaged and cannot be read ({type(error).__name__}: "
+            f"{reason}); {advice}"
+        )
 
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Restore `(state, meta)` of `step` (default: the latest) into the structure of
@@ -156,10 +197,8 @@ class Checkpointer:
                 ),
             )
         except Exception as error:  # orbax raises many types for damaged files
-            raise ValueError(
-                f"checkpoint {self.directory / str(step)} is corrupt or unreadable: "
-                f"{type(error).__name__}: {error}"
-            ) from error
+            _drop_closed_loop_reports()
+            raise self._damaged(step, error) from error
         return restored["state"], meta
 
     def _resolve(self, step: int | None) -> int:

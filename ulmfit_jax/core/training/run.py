@@ -2,10 +2,17 @@
 
 Shared by the ULMFiT and ELMo training programs. A workdir belongs to one run:
 
-    WORKDIR/run.json        what ran here: program, stage, config (refuses a different one)
+    WORKDIR/.lock           the live run holding the workdir (pid, host, start, command)
+    WORKDIR/run.json        what ran here: program, stage, config, accepted resume changes
     WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.core.training.checkpointing), or
-    `checkpoint_dir` WORKDIR/metrics.jsonl   one JSON object per logged step or evaluation
+                            `checkpoint_dir`
+    WORKDIR/metrics.jsonl   one JSON object per logged step or evaluation
     WORKDIR/tensorboard/    the same scalars as TensorBoard event files
+
+A second run on a workdir a live run holds is refused at once (`WorkdirInUse`); a resume whose
+config differs from run.json's in a key that changes the result is refused, naming the keys,
+unless `resume_changed=True` accepts the differences (recorded in run.json and metrics.jsonl;
+see `ulmfit_jax.core.training.workdir`).
 
 `train_loop` runs a jitted step over a resumable batch iterator. Its `state` pytree (params,
 optimiser state, RNG key data, carried LSTM state, step) and the iterator's position are
@@ -33,6 +40,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ulmfit_jax.core.training import workdir as workdir_lib
 from ulmfit_jax.core.training.checkpointing import Checkpointer
 
 
@@ -69,6 +77,13 @@ class MetricsWriter:
                 self._tb.add_scalar(f"{prefix}{name}", float(value), int(step))
             self._tb.flush()
 
+    def event(self, step: int, name: str, details: Mapping[str, Any]) -> None:
+        """A non-scalar record in metrics.jsonl only, e.g. config changes accepted on resume."""
+        if self.enabled:
+            record = {"step": int(step), "time": time.time(), "event": name, **details}
+            self._jsonl.write(json.dumps(record, default=str) + "\n")
+            self._jsonl.flush()
+
     def close(self) -> None:
         if self._jsonl:
             self._jsonl.close()
@@ -96,8 +111,15 @@ class Run:
         recorded in run.json.
       resume: continue from the last checkpoint. Without it, a workdir that already holds
         checkpoints is refused rather than overwritten.
+      resume_changed: accept a resume whose config differs from run.json's in keys that change
+        the result (otherwise refused, naming them).
       checkpoint_dir: where checkpoints go (default `WORKDIR/checkpoints`); on several hosts a
         folder every host sees, e.g. `gs://bucket/run/checkpoints`.
+
+    Raises:
+      WorkdirInUse: another live run holds the workdir.
+      ValueError: the workdir belongs to another run, holds checkpoints without `resume`, or
+        the resumed config differs.
     """
 
     def __init__(
@@ -107,14 +129,28 @@ class Run:
         config: Mapping[str, Any],
         *,
         resume: bool = False,
+        resume_changed: bool = False,
         max_to_keep: int = 2,
         checkpoint_dir: str | None = None,
     ):
-        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        config = workdir_lib.as_json(config)
         self.workdir = Path(workdir).absolute()
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.identity = dict(identity)
+        self.is_main = jax.process_index() == 0
+        # Process 0 holds the lock: the other hosts of a multi-host run share its workdir.
+        self._lock = workdir_lib.acquire(self.workdir) if self.is_main else None
+        try:
+            self._open(config, resume, resume_changed, max_to_keep, checkpoint_dir)
+        except BaseException:
+            self._release_lock()
+            raise
+        self._stop_requested = False
+        self._previous_handler = None
+
+    def _open(self, config, resume, resume_changed, max_to_keep, checkpoint_dir) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         record_path = self.workdir / "run.json"
+        record = {}
         if record_path.exists():
             try:
                 record = json.loads(record_path.read_text())
@@ -124,6 +160,16 @@ class Run:
                 raise ValueError(
                     f"workdir {self.workdir} belongs to another run ({record.get('identity')}), "
                     f"not {self.identity}: use a new --workdir"
+                )
+        accepted = list(record.get("resume_changes", [])) if resume else []
+        changes = {}
+        if resume and "config" in record:
+            changes = workdir_lib.config_changes(record["config"], config)
+            if changes and not resume_changed:
+                raise ValueError(
+                    f"--resume with a config that differs from the one in {record_path} in "
+                    f"keys that change the result: {workdir_lib.describe_changes(changes)}; "
+                    "pass --resume_changed to continue with these changes anyway"
                 )
         self.checkpointer = Checkpointer(
             checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
@@ -135,14 +181,23 @@ class Run:
                 "new --workdir; nothing was overwritten"
             )
         self.resume = resume
-        self.is_main = jax.process_index() == 0
+        if changes:
+            accepted.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changes": changes})
         if self.is_main:
-            record_path.write_text(
-                json.dumps({"identity": self.identity, "config": config}, indent=2, default=str)
-            )
+            record = {"identity": self.identity, "config": config}
+            if accepted:
+                record["resume_changes"] = accepted
+            record_path.write_text(json.dumps(record, indent=2, default=str))
         self.metrics = MetricsWriter(self.workdir, enabled=self.is_main)
-        self._stop_requested = False
-        self._previous_handler = None
+        if changes:
+            step = self.checkpointer.latest_step() or 0
+            self.metrics.event(step, "resume_changed", {"changes": changes})
+            self.log(f"resuming with changed config: {workdir_lib.describe_changes(changes)}")
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            workdir_lib.release(self._lock)
+            self._lock = None
 
     def log(self, message: str) -> None:
         if self.is_main:
@@ -156,8 +211,11 @@ class Run:
     def __exit__(self, *exc) -> None:
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)
-        self.metrics.close()
-        self.checkpointer.close()
+        try:
+            self.metrics.close()
+            self.checkpointer.close()
+        finally:
+            self._release_lock()
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_requested = True
