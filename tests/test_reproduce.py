@@ -70,11 +70,31 @@ def test_a_workdir_keeps_the_size_it_started_with(tmp_path):
 def test_report_shows_finished_cells_and_marks_the_rest():
     results = {
         "trec_scratch": {"accuracy": 0.836},
+        "trec_tfidf": {"accuracy": 0.9},
         "imdb100_ensemble": {"accuracy": 0.583},
         "pretrain": {"perplexity": 80.04, "seconds": 4620.0},
     }
     table = reproduce.report(results)
-    assert "| TREC-6 | 16.4% | … | … | … | … |" in table
-    assert "| IMDb, 100 labels | … | … | … | … | 41.7% |" in table
+    assert "| TREC-6 | 10.0% | 16.4% | … | … | … | … |" in table
+    assert "| IMDb, 100 labels | … | … | … | … | … | 41.7% |" in table
     assert "| pretrain | 80.0 | 77 |" in table
     assert "pretrain_bwd" not in table
+
+
+def test_tfidf_baseline_chooses_c_on_validation():
+    pytest.importorskip("sklearn")
+    from ulmfit_jax.training.baselines import tfidf_logistic
+
+    pos, neg = ["good film", "great fun", "fine acting"], ["bad film", "dull plot", "poor acting"]
+    result = tfidf_logistic(
+        pos + neg,
+        [1, 1, 1, 0, 0, 0],
+        ["good fun", "dull film"],
+        [1, 0],
+        ["great acting", "poor plot"],
+        [1, 0],
+        c_grid=(0.01, 10.0),
+    )
+    assert set(result["by_C"]) == {0.01, 10.0} and result["C"] in result["by_C"]
+    assert result["valid_accuracy"] == max(result["by_C"].values())
+    assert result["test_accuracy"] == 1.0

@@ -77,6 +77,11 @@ def test_label_kinds_and_their_errors():
     with pytest.raises(ValueError, match="'high' in row 2 is not a finite number"):
         LabelEncoder.fit(["1", "high"], "regression")
     assert LabelEncoder.from_meta(json.loads(json.dumps(multi.to_meta()))) == multi
+    assert (
+        "mix numbers (1, 2) and words (neutral)"
+        in LabelEncoder.fit(["1", "2", "neutral"]).mixed_names
+    )
+    assert not single.mixed_names
 
 
 @pytest.fixture

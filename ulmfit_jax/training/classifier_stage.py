@@ -282,6 +282,8 @@ def _log_data(run, data: ClassificationData, vocab_size, pretrained, loader, mes
         f"{'fine-tuned LM' if pretrained else 'from scratch'}, {loader.num_batches()} batches "
         f"per epoch, {mesh.size} device(s) on {hosts} host(s)"
     )
+    if e.mixed_names:
+        run.log(f"warning: {e.mixed_names}")
     for split in (data.train, data.valid):
         if split.dropped_empty:
             run.log(f"{split.where}: {split.dropped_empty} empty document(s) skipped")

@@ -154,6 +154,19 @@ class LabelEncoder:
             for row in outputs
         ]
 
+    @property
+    def mixed_names(self) -> str:
+        """A warning when class names mix numbers and words ("1", "2", "neutral"): often a
+        shifted or wrong label column; "" otherwise."""
+        numbers = [n for n in self.names if _is_number(n)]
+        words = [n for n in self.names if not _is_number(n)]
+        if not numbers or not words or self.kind == "regression":
+            return ""
+        return (
+            f"the labels mix numbers ({', '.join(numbers[:3])}) and words "
+            f"({', '.join(words[:3])}): check that data.label_field names the label column"
+        )
+
     def to_meta(self) -> dict:
         return dataclasses.asdict(self) | {"names": list(self.names)}
 
@@ -165,6 +178,14 @@ class LabelEncoder:
             meta.get("delim", ""),
             float(meta.get("threshold", 0.5)),
         )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _split(value: Any, delim: str) -> list[str]:
