@@ -18,6 +18,7 @@ import pytest
 
 from train import ulmfit
 from train.configs import classify_imdb, finetune_lm_imdb, pretrain_wikitext2
+from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.weights.export import load_export
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_three_stages_train_and_export(pipeline_runs):
     runs, results = pipeline_runs
     assert np.isfinite(results["pretrain"]["perplexity"])
     assert np.isfinite(results["finetune"]["perplexity"])
-    assert 0.0 <= results["classify"]["accuracy"] <= 1.0
+    assert 0.0 <= results["classify"]["valid/accuracy"] <= 1.0
     for stage in ("pretrain", "lm", "clas"):
         lines = (runs / stage / "metrics.jsonl").read_text().splitlines()
         assert any("train/loss" in json.loads(line) for line in lines)
@@ -113,7 +114,7 @@ def test_evaluate_and_predict_in_input_order(pipeline_runs, corpora, tmp_path):
     scores = ulmfit.run(
         tiny_config(evaluate_imdb, corpora, **{"eval.workdirs": (str(runs / "clas"),)}), None
     )
-    assert 0.0 <= scores[str(runs / "clas")] <= 1.0
+    assert 0.0 <= scores[str(runs / "clas")]["accuracy"] <= 1.0
     lines = ["A good film.", "Awful, dull and boring. " * 30, "great"]
     (tmp_path / "in.txt").write_text("\n".join(lines))
     config = predict.get_config()
@@ -259,10 +260,15 @@ def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
         ulmfit.run(config, tmp_path / "mixed")
 
 
-def test_test_split_without_labels_is_refused(corpora, tmp_path):
-    config = tiny_config(classify_imdb, corpora, **{"data.test_split": "unsupervised"})
+def test_splits_without_labels_are_refused(corpora, tmp_path):
+    config = tiny_config(classify_imdb, corpora, **{"data.train_split": "unsupervised"})
     with pytest.raises(ValueError, match="without labels"):
         ulmfit.run(config, tmp_path / "clas")
+    from ulmfit_jax.data.classification import load_test
+
+    config = tiny_config(classify_imdb, corpora, **{"data.test_split": "unsupervised"})
+    with pytest.raises(ValueError, match="without labels"):
+        load_test(DataSpec.from_config(config.data))
 
 
 def test_imdb_probe_is_fast_and_false_offline(monkeypatch, tmp_path):

@@ -142,6 +142,17 @@ def read_split(
     return LabelledTexts([r.text for r in kept], labels, where, None, len(records) - len(kept))
 
 
+def require_labels(split: LabelledTexts) -> LabelledTexts:
+    """`split`, or a ValueError when its documents have no labels (e.g. IMDb's unsupervised)."""
+    missing = sum(label is None for label in split.raw_labels)
+    if missing:
+        raise ValueError(
+            f"{split.where} has {missing} document(s) without labels: a classifier needs a "
+            "label for every document"
+        )
+    return split
+
+
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in TRUE_VALUES
 
@@ -170,7 +181,7 @@ def load_classification(
     """
     if not spec.label_field and (uses_tables(spec) or tables is not None):
         raise ValueError("a classifier needs data.label_field, the column holding the labels")
-    train = read_split(spec, spec.train_split, tables)
+    train = require_labels(read_split(spec, spec.train_split, tables))
     if spec.valid_col:
         if train.rows is None or (train.rows and spec.valid_col not in train.rows[0]):
             raise ValueError(f"{train.where}: no validation column {spec.valid_col!r}")
@@ -179,7 +190,8 @@ def load_classification(
         train = train.subset([i for i, f in enumerate(flags) if not f])
         valid_from = "valid_col"
     elif spec.valid_split:
-        valid, valid_from = read_split(spec, spec.valid_split, tables), "valid_split"
+        valid = require_labels(read_split(spec, spec.valid_split, tables))
+        valid_from = "valid_split"
     else:
         order = np.random.default_rng(seed).permutation(len(train))
         n_valid = max(1, int(round(len(train) * spec.valid_pct)))
@@ -208,5 +220,5 @@ def load_test(
     spec: DataSpec, *, seed: int = 0, tables: Mapping[str, Table] | None = None
 ) -> LabelledTexts:
     """The test documents (the evaluate stage only), a seeded `test_limit` subset if set."""
-    test = read_split(spec, spec.test_split, tables)
+    test = require_labels(read_split(spec, spec.test_split, tables))
     return _limit(test, spec.test_limit, np.random.default_rng([seed, 2]))

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,23 +71,32 @@ def checkpoint_path(directory: str | os.PathLike) -> Path | epath.Path:
     return epath.Path(text) if "://" in text else Path(text).absolute()
 
 
+def _is_closed_loop(exc_type, exc_value) -> bool:
+    return exc_type is RuntimeError and str(exc_value) == "Event loop is closed"
+
+
 def _drop_closed_loop_reports() -> None:
     """After a failed restore, TensorStore's outstanding reads complete into orbax's event loop,
-    already closed, and each reports "Event loop is closed" as an unraisable exception: dozens
-    of tracebacks that bury the real error. Drop exactly those from then on."""
+    already closed, and each reports "Event loop is closed", as an unraisable exception or from
+    the thread that completes it: dozens of tracebacks that bury the real error. Drop exactly
+    those from then on (installed before a restore starts: the reads can finish first)."""
     previous = sys.unraisablehook
     if getattr(previous, "drops_closed_loop", False):
         return
 
     def hook(unraisable) -> None:
-        closed = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == (
-            "Event loop is closed"
-        )
-        if not closed:
+        if not _is_closed_loop(unraisable.exc_type, unraisable.exc_value):
             previous(unraisable)
 
     hook.drops_closed_loop = True
     sys.unraisablehook = hook
+    previous_thread_hook = threading.excepthook
+
+    def thread_hook(args) -> None:
+        if not _is_closed_loop(args.exc_type, args.exc_value):
+            previous_thread_hook(args)
+
+    threading.excepthook = thread_hook
 
 
 class Checkpointer:
@@ -189,6 +199,7 @@ class Checkpointer:
             return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
 
         abstract = jax.tree.map(abstract_leaf, template)
+        _drop_closed_loop_reports()
         try:
             restored = self._manager.restore(
                 step,
@@ -197,7 +208,6 @@ class Checkpointer:
                 ),
             )
         except Exception as error:  # orbax raises many types for damaged files
-            _drop_closed_loop_reports()
             raise self._damaged(step, error) from error
         return restored["state"], meta
 
