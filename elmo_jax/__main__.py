@@ -1,13 +1,18 @@
 """Command line: `python -m elmo_jax` (or `elmo-jax`).
 
     elmo-jax embed (--model NAME | --options OPTIONS --weights WEIGHTS) INPUT OUTPUT.hdf5 \\
-        [--layers all|top|average] [--batch-size N] [--stateful] [--token-cache] [--vocab FILE]
+        [--all | --top | --average | --layers all|top|average] [--batch-size N] [--stateful]
+        [--use-sentence-keys] [--forget-sentences] [--token-cache] [--vocab FILE]
     elmo-jax tokens (--model NAME | --options OPTIONS --weights WEIGHTS) VOCAB OUTPUT.hdf5
 
 `--model` is a released model of `elmo_jax.weights.pretrained` ("small", "medium", "original",
 "original_5.5B"), downloaded once into the cache; `--options`/`--weights` are files or addresses.
 
-`embed` writes one dataset per input line (see `elmo_jax.embedding.files`); `tokens` writes the
+`embed` writes AllenNLP's `allennlp elmo` file: one dataset per input line and the JSON
+`sentence_to_index` (see `elmo_jax.embedding.files`); `--all`/`--top`/`--average`, `--batch-size`
+(default 64), `--use-sentence-keys` and `--forget-sentences` mean what they mean there.
+`--stateful` is what `allennlp elmo` always does (state carried from batch to batch, file order);
+without it every sentence starts from the zero state. `tokens` writes the
 context-independent embedding of each vocabulary line as one dataset "embedding"
 [n_words, projection_dim], bilm-tf's `dump_token_embeddings` format. Bad input (missing or
 mismatched weights, non-UTF-8 text) ends with a one-line error and exit status 2; Ctrl-C with one
@@ -45,12 +50,30 @@ def _parser() -> argparse.ArgumentParser:
     _model_arguments(embed)
     embed.add_argument("input", help="UTF-8 text, one whitespace-tokenized sentence per line")
     embed.add_argument("output", help="the hdf5 file to write")
-    embed.add_argument("--layers", choices=LAYER_MODES, default="all")
+    group = embed.add_mutually_exclusive_group()
+    group.add_argument("--layers", choices=LAYER_MODES, default="all")
+    for mode, text in (
+        ("all", "all biLM layers, [layers, n_tokens, D] (the default)"),
+        ("top", "the top LSTM layer, [n_tokens, D]"),
+        ("average", "the mean of the layers, [n_tokens, D]"),
+    ):
+        group.add_argument(f"--{mode}", dest="layers", action="store_const", const=mode, help=text)
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument(
         "--stateful",
         action="store_true",
-        help="file order, exact batches; row r continues row r of the previous batch",
+        help="AllenNLP's behaviour: file order, exact batches; row r continues row r of the "
+        "previous batch (default: every sentence starts from the zero state)",
+    )
+    embed.add_argument(
+        "--use-sentence-keys",
+        action="store_true",
+        help="name each dataset by its sentence instead of its line index",
+    )
+    embed.add_argument(
+        "--forget-sentences",
+        action="store_true",
+        help="leave out the 'sentence_to_index' dataset (JSON: sentence -> line index)",
     )
     embed.add_argument(
         "--token-cache",
@@ -108,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             layers=args.layers,
             batch_size=args.batch_size,
             stateful=args.stateful,
+            use_sentence_keys=args.use_sentence_keys,
+            forget_sentences=args.forget_sentences,
             token_cache=cache,
             invalid_utf8=args.invalid_utf8,
             log=print,

@@ -11,7 +11,7 @@ import pytest
 
 import ulmfit_jax as uj
 from train.configs import classify_local, evaluate_local, predict
-from ulmfit_jax.data import classification
+from ulmfit_jax.core.data import classification
 from ulmfit_jax.inference import stages
 from ulmfit_jax.training import classifier_stage
 from ulmfit_jax.weights.export import load_export

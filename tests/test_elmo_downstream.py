@@ -107,7 +107,17 @@ def test_cached_layers_give_the_end_to_end_logits(bilm, layers, hidden):
         classifier_logits(params, model, jnp.zeros((1, 4, 8, model.input_dim)), jnp.ones((1, 8)))
 
 
-def test_classification_program_end_to_end(tmp_path):
+def tiny_bilm(folder):
+    folder.mkdir()
+    write_random_weights(tiny_config(), folder / "lm_weights.hdf5", folder / "options.json", seed=2)
+    return folder
+
+
+def records(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+
+
+def test_trec_program_end_to_end(tmp_path):
     from train.configs import elmo_trec
     from train.elmo_downstream import run
 
@@ -118,20 +128,88 @@ def test_classification_program_end_to_end(tmp_path):
         pairs = zip(sentences, labels, strict=True)
         lines = [f"{'HUM' if y else 'LOC'}:x {' '.join(s)}" for s, y in pairs]
         (data / name).write_text("\n".join(lines) + "\n", encoding="latin-1")
-    bilm_dir = tmp_path / "bilm"
-    bilm_dir.mkdir()
-    write_random_weights(
-        tiny_config(), bilm_dir / "lm_weights.hdf5", bilm_dir / "options.json", seed=2
-    )
     c = elmo_trec.get_config("tiny")
-    c.bilm.dir = str(bilm_dir)
+    c.bilm.dir = str(tiny_bilm(tmp_path / "bilm"))
     c.data.path = str(data)
     c.data.tfds_dir = str(tmp_path / "tfds")
+    c.data.valid_pct = 0.25
     metrics = run(c, str(tmp_path / "run"))
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["best_epoch"] in (1, 2)
     assert sum(metrics[f"mix_layer_{k}"] for k in range(3)) == pytest.approx(1.0)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert records[-1]["test/accuracy"] == metrics["accuracy"]
+    logged = records(tmp_path / "run")
+    assert [r for r in logged if "test/accuracy" in r][-1]["test/accuracy"] == metrics[
+        "test/accuracy"
+    ]
+    assert len([r for r in logged if "valid/accuracy" in r]) == 2  # one per epoch
     c.classifier.layers = (0, 5)
     with pytest.raises(ValueError, match=r"the biLM has layers 0..2"):
         run(c, str(tmp_path / "bad"))
+
+
+def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
+    import csv
+
+    from elmo_jax.downstream import train as train_lib
+    from elmo_jax.downstream.export import load_classifier
+    from elmo_jax.downstream.predict import Predictor
+    from train.configs import elmo_classify_local
+    from train.elmo_downstream import run
+
+    data = tmp_path / "csv"
+    data.mkdir()
+    for split, n, seed in (("train", 24, 0), ("valid", 8, 1), ("test", 8, 2)):
+        sentences, labels = generated(n, seed)
+        with (data / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "sentence", "sentiment"])
+            for i, (s, y) in enumerate(zip(sentences, labels, strict=True)):
+                # Raw text: spaCy splits "good," and "bad." into words and punctuation.
+                writer.writerow(
+                    [i, " ".join(s) + (", really." if i % 2 else "."), "pos" if y else "neg"]
+                )
+    c = elmo_classify_local.get_config("tiny")
+    c.bilm.dir = str(tiny_bilm(tmp_path / "bilm"))
+    c.data.path = str(data)
+    c.data.text_fields = ("sentence",)
+    c.data.label_field = "sentiment"
+    c.data.valid_split = "valid"
+    c.train.epochs = 3
+    # Scripted validation accuracy: epoch 2 is the best, and its parameters are exported.
+    scripted = iter([0.5, 0.9, 0.7])
+    seen = []
+    real = train_lib.evaluate
+
+    def evaluate(params, model, cache, labels, batch_size=64):
+        metrics = real(params, model, cache, labels, batch_size)
+        if len(cache) == 8 and len(seen) < 3:  # the validation passes
+            seen.append(jax.tree.map(np.array, params))
+            return dict(metrics, accuracy=next(scripted))
+        return metrics
+
+    monkeypatch.setattr(train_lib, "evaluate", evaluate)
+    workdir = tmp_path / "run"
+    metrics = run(c, str(workdir))
+    assert metrics["best_epoch"] == 2 and metrics["valid/accuracy"] == 0.9
+    params, model, meta = load_classifier(workdir / "export")
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(seen[1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert meta["label_names"] == ["neg", "pos"] and meta["layers"] == [0, 1, 2]
+    assert meta["tokenizer"] == "spacy" and meta["best"]["epoch"] == 1
+    assert meta["test"]["accuracy"] == metrics["test/accuracy"]
+    assert meta["bilm"]["options"] == str(tmp_path / "bilm" / "options.json")
+    valid = [r for r in records(workdir) if "valid/accuracy" in r]
+    assert [r["valid/accuracy"] for r in valid] == [0.5, 0.9, 0.7]
+
+    # Predict: the input's columns, the label and a probability per class.
+    (tmp_path / "new.csv").write_text("sentence,note\nvery good film.,a\nbad plot,b\n")
+    c.mode = "predict"
+    c.predict.input = str(tmp_path / "new.csv")
+    out = run(c, str(workdir))
+    rows = list(csv.DictReader(open(out["output"], encoding="utf-8")))
+    assert [r["note"] for r in rows] == ["a", "b"] and out["count"] == 2
+    assert set(rows[0]) == {"sentence", "note", "label", "prob_neg", "prob_pos"}
+    predictor = Predictor.load(workdir / "export")
+    labels, probs = predictor.predict(["very good film.", "bad plot"])
+    assert [r["label"] for r in rows] == labels
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(float(rows[1]["prob_pos"]), probs[1, 1], atol=1e-6)

@@ -160,3 +160,74 @@ def test_bad_configs_fail_clearly(corpus, tmp_path):
     c.vocab.file = str(corpus / "train.txt")  # not a vocabulary: no special tokens
     with pytest.raises(ValueError, match="special tokens"):
         pretrain.pretrain(c, tmp_path / "c")
+
+
+def _new_text(folder, seed):
+    """Another "domain": new animals and verbs, some of the old words."""
+    rng = random.Random(seed)
+    nouns = "zebra lion cat tiger dog".split()
+    verbs = "hunts sees follows".split()
+    lines = [
+        f"a {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)} ." for _ in range(200)
+    ]
+    folder.mkdir()
+    (folder / "train.txt").write_text("\n".join(lines[:170]) + "\n")
+    (folder / "valid.txt").write_text("\n".join(lines[170:]) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_restart_adapts_an_exported_bilm_to_new_text(straight_run, tmp_path, monkeypatch, softmax):
+    export = straight_run / "export"
+    text = _new_text(tmp_path / "text", seed=1)
+    c = tiny_config(text, num_steps=8 if softmax else 40)  # a fresh softmax starts uniform
+    if softmax:  # the whole export: biLM, softmax and its vocabulary
+        c.init.dir = str(export)
+    else:  # a released model's two files: a fresh softmax over the new text's words
+        c.init.options = str(export / "options.json")
+        c.init.weights = str(export / "lm_weights.hdf5")
+    c.model.dim = 999  # ignored: the shape comes from the options file
+    seen = {}
+    real_loop = pretrain.train_loop
+
+    def train_loop(run, *, state, **kwargs):
+        seen["before"] = jax.device_get(state["params"])
+        return real_loop(run, state=state, **kwargs)
+
+    monkeypatch.setattr(pretrain, "train_loop", train_loop)
+    workdir = tmp_path / "adapt"
+    metrics = pretrain.pretrain(c, workdir)
+    file_params, file_config = load_allennlp(export / "options.json", export / "lm_weights.hdf5")
+    before_leaves, file_leaves = (
+        jax.tree.leaves(seen["before"]["bilm"]),
+        jax.tree.leaves(file_params),
+    )
+    for a, b in zip(before_leaves, file_leaves, strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    old_vocab = Vocabulary.from_file(export / "vocab.txt")
+    new_vocab = Vocabulary.from_file(workdir / "export" / "vocab.txt")
+    if softmax:
+        restored = training.load_softmax(export / "softmax_weights.hdf5")
+        np.testing.assert_array_equal(seen["before"]["softmax"]["w"], restored["w"])
+        assert new_vocab.words == old_vocab.words
+    else:
+        assert "zebra" in new_vocab.words and "zebra" not in old_vocab.words
+        assert seen["before"]["softmax"]["w"].shape == (len(new_vocab), file_config.projection_dim)
+    # Trained on the new text, exported in the released layout, and better on it.
+    params, config = load_allennlp(
+        workdir / "export" / "options.json", workdir / "export" / "lm_weights.hdf5"
+    )
+    assert config == file_config
+    changed = [
+        not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), file_leaves, strict=True)
+    ]
+    assert any(changed)
+    assert metrics["perplexity"] < metrics["init_perplexity"]
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+    before = [r for r in logged if "init_valid/perplexity" in r]
+    assert (
+        before[0]["step"] == 0 and before[0]["init_valid/perplexity"] == metrics["init_perplexity"]
+    )
+    assert json.loads((workdir / "export" / "options.json").read_text())["restarted_from"] == (
+        c.init.weights or str(export / "lm_weights.hdf5")
+    )

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from ulmfit_jax.core.data.classification import load_classification, load_test
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import document_text, read_table
-from ulmfit_jax.data.classification import load_classification, load_test
 
 
 def write(path, text, mode="w"):

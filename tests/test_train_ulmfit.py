@@ -264,7 +264,7 @@ def test_splits_without_labels_are_refused(corpora, tmp_path):
     config = tiny_config(classify_imdb, corpora, **{"data.train_split": "unsupervised"})
     with pytest.raises(ValueError, match="without labels"):
         ulmfit.run(config, tmp_path / "clas")
-    from ulmfit_jax.data.classification import load_test
+    from ulmfit_jax.core.data.classification import load_test
 
     config = tiny_config(classify_imdb, corpora, **{"data.test_split": "unsupervised"})
     with pytest.raises(ValueError, match="without labels"):

@@ -219,8 +219,8 @@ def claim_size(workdir: Path, size: str) -> None:
 def baseline(config) -> dict:
     """TF-IDF + logistic regression on the classifier's own train / validation / test documents
     (the same seeded subsets), `C` chosen on validation."""
+    from ulmfit_jax.core.data.classification import load_classification, load_test
     from ulmfit_jax.core.data.spec import DataSpec
-    from ulmfit_jax.data.classification import load_classification, load_test
     from ulmfit_jax.training.baselines import tfidf_logistic
 
     spec = DataSpec.from_config(config.data)

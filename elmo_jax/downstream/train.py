@@ -1,32 +1,48 @@
 """Training and evaluating the ELMo sentence classifier (`downstream`) as a program stage.
 
-    metrics = classify(config, workdir)     # config: train/configs/elmo_trec.py
+    results = classify(config, workdir)    # config: train/configs/elmo_classify_local.py
 
-The frozen biLM (an exported `options.json` + `lm_weights.hdf5`) embeds the training and test
-sentences once (`LayerCache`); the classifier then trains on the cached layers with Adam through
-`ulmfit_jax.core.training.run.train_loop` (checkpoints, exact resume, metrics, SIGTERM), and reports
-test accuracy. The data is TREC-style `.label` files read by `ulmfit_jax.core.data.local_datasets`
-(any labelled format it supports works, given `data.format`).
+Data: `elmo_jax.downstream.data` (CSV/TSV/JSONL tables with named text and label columns, or a
+labelled local format such as TREC `.label` files or SST trees; a validation split; labels by
+name; spaCy or whitespace tokens). The frozen biLM (an exported `options.json` +
+`lm_weights.hdf5`, or a released model's files) embeds the training and validation sentences
+once (`LayerCache`); the classifier then trains on the cached layers with Adam through
+`ulmfit_jax.core.training.run.train_loop` (checkpoints, exact resume, metrics, SIGTERM), one
+epoch at a time. After each epoch it is evaluated on the validation split (`valid/*` metrics);
+`BestKeeper` keeps the best epoch by `train.monitor` and stops after `train.patience` epochs
+without improvement. The test split is read and evaluated only once, at the end, with the best
+epoch's parameters (`test/*`, reported apart; it chooses nothing). The best parameters are
+exported with the biLM's location, the label names and the layers (`elmo_jax.downstream.export`);
+`elmo_jax.downstream.predict` turns texts into labels and probabilities with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from elmo_jax.downstream.data import tokenize_all
+from elmo_jax.downstream.export import save_classifier
 from elmo_jax.downstream.models import ClassifierConfig, LayerCache, init_classifier, task_loss
 from elmo_jax.weights.allennlp import load_allennlp
-from ulmfit_jax.core.data.spec import DataSpec, open_split
+from ulmfit_jax.core.data.classification import (
+    load_classification,
+    load_test,
+    table_paths,
+    uses_tables,
+)
+from ulmfit_jax.core.data.spec import DataSpec
+from ulmfit_jax.core.data.tables import Table
+from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run, train_loop
 
 
@@ -109,45 +125,72 @@ def make_step(config: ClassifierConfig, learning_rate: float):
 
 @functools.partial(jax.jit, static_argnums=1)
 def _eval_batch(params, config: ClassifierConfig, layers, mask, labels):
-    return task_loss(params, config, layers, mask, labels)[1]
+    loss, correct = task_loss(params, config, layers, mask, labels)
+    return loss * labels.shape[0], correct
+
+
+def evaluate(
+    params, config: ClassifierConfig, cache: LayerCache, labels: np.ndarray, batch_size: int = 64
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy over `cache`'s sentences."""
+    correct, loss = 0, 0.0
+    for start in range(0, len(cache), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(cache)))
+        layers, mask = cache.batch(rows, config.layers)
+        batch_loss, batch_correct = _eval_batch(params, config, layers, mask, labels[rows])
+        loss += float(batch_loss)
+        correct += int(batch_correct)
+    return {"accuracy": correct / len(cache), "loss": loss / len(cache)}
 
 
 def accuracy(
     params, config: ClassifierConfig, cache: LayerCache, labels: np.ndarray, batch_size: int = 64
 ) -> float:
     """Fraction of `cache`'s sentences classified correctly."""
-    correct = 0
-    for start in range(0, len(cache), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(cache)))
-        layers, mask = cache.batch(rows, config.layers)
-        correct += int(_eval_batch(params, config, layers, mask, labels[rows]))
-    return correct / len(cache)
+    return evaluate(params, config, cache, labels, batch_size)["accuracy"]
 
 
-def read_labelled(
-    spec: DataSpec, split: str
-) -> tuple[list[list[str]], np.ndarray, tuple[str, ...]]:
-    """Whitespace-tokenized texts, int labels and class names of a local labelled split."""
-    source = open_split(spec, split)
-    records = list(source)
-    texts = [r.text.split() for r in records]
-    labels = np.array([r.label for r in records], np.int32)
-    return texts, labels, source.label_names
+def bilm_files(bilm) -> tuple[str, str]:
+    """`(options, weights)` of `config.bilm`: an export folder (`dir`) or the two files."""
+    directory = Path(bilm.dir).expanduser() if bilm.dir else None
+    options = bilm.options or (str(directory / "options.json") if directory else "")
+    weights = bilm.weights or (str(directory / "lm_weights.hdf5") if directory else "")
+    if not options or not weights:
+        raise ValueError("set bilm.dir (an exported biLM) or bilm.options and bilm.weights")
+
+    def absolute(x: str) -> str:
+        return x if "://" in x else str(Path(x).expanduser().absolute())
+
+    return absolute(options), absolute(weights)
+
+
+def _has_test(spec: DataSpec, tables: Mapping[str, Table] | None) -> bool:
+    if tables is not None:
+        return spec.test_split in tables
+    if uses_tables(spec):
+        return spec.test_split in table_paths(spec)
+    return bool(spec.test_split)
 
 
 def classify(
-    config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
-) -> dict[str, float]:
-    """Train the task model on frozen ELMo features; returns test accuracy and loss."""
+    config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    resume_changed: bool = False,
+    tables: Mapping[str, Table] | None = None,
+) -> dict[str, Any]:
+    """Train the task model on frozen ELMo features (module docstring).
+
+    Returns:
+      `valid/*` metrics of the best epoch, `test/*` ones (when there is a test split),
+      `best_epoch` (1-based), `gamma` and `mix_layer_K` (the scalar mix's softmaxed weights).
+    """
     spec = DataSpec.from_config(config.data)
-    tfds_dir = os.path.expanduser(spec.tfds_dir) if spec.tfds_dir else ""
-    spec = dataclasses.replace(spec, source="local", tfds_dir=tfds_dir)
-    b = config.bilm
-    directory = Path(b.dir).expanduser() if b.dir else None
-    options = b.options or (directory / "options.json" if directory else None)
-    weights = b.weights or (directory / "lm_weights.hdf5" if directory else None)
-    if not options or not weights:
-        raise ValueError("set bilm.dir (an exported biLM) or bilm.options and bilm.weights")
+    if spec.tfds_dir:
+        spec = dataclasses.replace(spec, tfds_dir=os.path.expanduser(spec.tfds_dir))
+    tokenizer = config.data.get("tokenizer", "spacy")
+    options, weights = bilm_files(config.bilm)
     bilm_params, bilm_config = load_allennlp(options, weights)
     c = config.classifier
     layers = tuple(int(k) for k in c.layers)
@@ -157,10 +200,15 @@ def classify(
             f"0..{bilm_config.num_output_layers - 1}"
         )
     t = config.train
+    data = load_classification(spec, seed=config.seed, tables=tables)
+    if data.encoder.kind != "single":
+        raise ValueError(
+            f"the ELMo sentence classifier takes single labels, not {data.encoder.kind}"
+        )
+    names = data.encoder.names
+    train_labels, valid_labels = data.targets(data.train), data.targets(data.valid)
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
     with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
-        train_texts, train_labels, names = read_labelled(spec, spec.train_split)
-        test_texts, test_labels, _ = read_labelled(spec, spec.test_split)
         model = ClassifierConfig(
             num_classes=len(names),
             input_dim=bilm_config.output_dim,
@@ -171,11 +219,16 @@ def classify(
             do_layer_norm=c.do_layer_norm,
         )
         run.log(
-            f"elmo classify: {len(train_texts):,} train / {len(test_texts):,} test sentences, "
-            f"{len(names)} classes, biLM layers {layers}; caching the biLM layers"
+            f"elmo classify: {len(data.train):,} train / {len(data.valid):,} valid sentences "
+            f"(validation from {data.valid_from}), {len(names)} classes, {tokenizer} tokens, "
+            f"biLM layers {layers}; caching the biLM layers"
         )
-        train_cache = LayerCache(bilm_params, bilm_config, train_texts)
-        test_cache = LayerCache(bilm_params, bilm_config, test_texts)
+        train_cache = LayerCache(
+            bilm_params, bilm_config, tokenize_all(data.train.texts, tokenizer)
+        )
+        valid_cache = LayerCache(
+            bilm_params, bilm_config, tokenize_all(data.valid.texts, tokenizer)
+        )
         step, optimizer = make_step(model, float(t.learning_rate))
         params = init_classifier(jax.random.key(config.seed), model)
         state = {
@@ -185,41 +238,105 @@ def classify(
             "key": jax.random.key_data(jax.random.key(config.seed, impl="rbg")),
         }
 
-        def make_iterator(position):
+        def make_iterator(position, epoch=0):
             return ClassBatches(
                 train_cache,
                 train_labels,
                 layers,
                 batch_size=t.batch_size,
                 seed=config.seed,
-                position=position,
+                position=position or {"epoch": epoch, "index": 0},
             )
 
-        steps = int(math.ceil(t.epochs * make_iterator(None).batches_per_epoch()))
-        state = train_loop(
-            run,
-            state=state,
-            step_fn=lambda s, batch: step(s, batch.layers, batch.mask, batch.labels),
-            make_iterator=make_iterator,
-            iterator_position=lambda it: it.position(),
-            num_steps=steps,
-            checkpoint_every=t.checkpoint_every,
-            log_every=t.log_every,
-            meta={"stage": "classify", "classes": list(names), "layers": list(layers)},
-            desc="classify",
-        )
-        mix = state["params"]["scalar_mix"]
-        mix_weights = np.asarray(jax.nn.softmax(mix["scalar_parameters"]))
-        metrics = {
-            "accuracy": accuracy(state["params"], model, test_cache, test_labels),
-            "train_accuracy": accuracy(state["params"], model, train_cache, train_labels),
-            "gamma": float(mix["gamma"]),
+        spe = make_iterator(None).batches_per_epoch()
+        monitor = t.get("monitor", "accuracy")
+        keeper = BestKeeper(run.workdir, monitor, int(t.get("patience", 0)))
+        meta = {"stage": "classify", "classes": list(names), "layers": list(layers)}
+
+        def after_epoch(epoch: int, state) -> bool:
+            if keeper.seen(epoch):
+                return keeper.should_stop
+            metrics = evaluate(state["params"], model, valid_cache, valid_labels)
+            improved = keeper.update(epoch, int(state["step"]), metrics, state["params"])
+            run.metrics.write(int(state["step"]), metrics, prefix="valid/")
+            run.log(
+                f"epoch {epoch + 1}: valid accuracy {metrics['accuracy']:.4f}, loss "
+                f"{metrics['loss']:.4f}" + (f" (best {monitor} so far)" if improved else "")
+            )
+            return keeper.should_stop
+
+        first_epoch = 0
+        resume_step = run.checkpointer.latest_step() if run.resume else None
+        stopped = False
+        if resume_step is not None and resume_step % spe == 0:
+            # Killed at an epoch's end: evaluate it if that did not happen, then go on.
+            state, _ = run.checkpointer.restore(state)
+            first_epoch, run.resume = resume_step // spe, False
+            stopped = bool(first_epoch) and after_epoch(first_epoch - 1, state)
+        elif resume_step is not None:
+            first_epoch = resume_step // spe
+        for epoch in range(first_epoch, 0 if stopped else int(t.epochs)):
+            state = train_loop(
+                run,
+                state=state,
+                step_fn=lambda s, batch: step(s, batch.layers, batch.mask, batch.labels),
+                make_iterator=functools.partial(make_iterator, epoch=epoch),
+                iterator_position=lambda it: it.position(),
+                num_steps=(epoch + 1) * spe,
+                checkpoint_every=t.checkpoint_every,
+                log_every=t.log_every,
+                meta=dict(meta, epoch=epoch),
+                desc=f"classify epoch {epoch + 1}/{int(t.epochs)}",
+            )
+            run.resume = False
+            if after_epoch(epoch, state):
+                run.log(f"early stop after epoch {epoch + 1}")
+                break
+        best = dict(keeper.best)
+        best_params = keeper.best_params(state["params"])
+        keeper.close()
+        best_epoch = next(h for h in keeper.history if h["epoch"] == best["epoch"])
+        results: dict[str, Any] = {
+            f"valid/{k}": v for k, v in best_epoch.items() if k not in ("epoch", "step")
         }
-        for k, w in zip(layers, mix_weights, strict=True):
-            metrics[f"mix_layer_{k}"] = float(w)
-        run.metrics.write(int(state["step"]), metrics, prefix="test/")
+        results["best_epoch"] = best["epoch"] + 1
         run.log(
-            f"elmo classify done: test accuracy {metrics['accuracy']:.4f} (train "
-            f"{metrics['train_accuracy']:.4f}), mix {np.round(mix_weights, 3).tolist()}"
+            f"best epoch {best['epoch'] + 1} by valid {monitor} = {best['value']:.4f}; "
+            "exporting its parameters"
         )
-    return metrics
+        mix = best_params["scalar_mix"]
+        mix_weights = np.asarray(jax.nn.softmax(mix["scalar_parameters"]))
+        results["gamma"] = float(mix["gamma"])
+        for k, w in zip(layers, mix_weights, strict=True):
+            results[f"mix_layer_{k}"] = float(w)
+        test_metrics = {}
+        if _has_test(spec, tables):
+            test = load_test(spec, seed=config.seed, tables=tables)
+            test_cache = LayerCache(bilm_params, bilm_config, tokenize_all(test.texts, tokenizer))
+            test_labels = data.encoder.encode(test.raw_labels, test.where)
+            test_metrics = evaluate(best_params, model, test_cache, test_labels)
+            run.metrics.write(int(state["step"]), test_metrics, prefix="test/")
+            results.update({f"test/{k}": v for k, v in test_metrics.items()})
+            run.log(
+                f"test ({len(test):,} sentences, once, at the end; chose nothing): accuracy "
+                f"{test_metrics['accuracy']:.4f}, loss {test_metrics['loss']:.4f}"
+            )
+        export_dir = Path(config.get("export_dir", "") or run.workdir / "export")
+        save_classifier(
+            export_dir,
+            jax.device_get(best_params),
+            {
+                "model": dataclasses.asdict(model),
+                "labels": data.encoder.to_meta(),
+                "label_names": list(names),
+                "layers": list(layers),
+                "tokenizer": tokenizer,
+                "text_fields": list(spec.text_fields),
+                "bilm": {"options": options, "weights": weights},
+                "best": best,
+                "valid": {k[6:]: v for k, v in results.items() if k.startswith("valid/")},
+                "test": test_metrics,
+            },
+        )
+        run.log(f"exported the classifier to {export_dir}; mix {np.round(mix_weights, 3).tolist()}")
+    return results

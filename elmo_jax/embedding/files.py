@@ -1,11 +1,25 @@
 """Embed a file of sentences into hdf5, like `allennlp elmo` and bilm-tf's `dump_bilm_embeddings`.
 
-Input: one whitespace-tokenized sentence per line (UTF-8). Output: one float32 dataset per line,
-named by its 0-based line index, without `<S>`/`</S>`:
+Input: one whitespace-tokenized sentence per line (UTF-8). Output: AllenNLP's `allennlp elmo`
+file (`ElmoEmbedder.embed_file`): one float32 dataset per line, without `<S>`/`</S>`,
 
     all      [num_layers, n_tokens, 2 * projection_dim]   (3 layers for the released models)
     top      [n_tokens, 2 * projection_dim]               (the last LSTM layer)
     average  [n_tokens, 2 * projection_dim]               (mean of the layers)
+
+named by its 0-based line index, plus the dataset `sentence_to_index`: one variable-length
+string, the JSON object mapping each sentence (the line, stripped: its tokens as written) to
+its index as a string (a repeated sentence maps to its last line, as a Python dict keeps it).
+Read it as AllenNLP documents:
+
+    with h5py.File("out.hdf5") as f:
+        index = json.loads(f["sentence_to_index"][0])
+        vectors = f[index["The cat sat ."]][...]
+
+`forget_sentences=True` leaves `sentence_to_index` out; `use_sentence_keys=True` names each
+dataset by the sentence itself (no `sentence_to_index`), refusing repeated sentences, blank
+lines and sentences containing "/" (which hdf5 reads as a group path) with a ValueError naming
+the line before any work is done.
 
 Two modes:
 
@@ -16,12 +30,15 @@ Two modes:
   Padding and batching change no result beyond float rounding (~1e-6).
 * stateful (`stateful=True`): lines in file order, in batches of exactly `batch_size`; row r of
   a batch continues row r of the previous batch (bilm-tf's `dump_bilm_embeddings` is this mode
-  with batch size 1). The last, smaller batch updates only its rows (AllenNLP semantics).
+  with batch size 1). The last, smaller batch updates only its rows (AllenNLP semantics). This
+  is what `allennlp elmo` always does (its `_ElmoBiLm` keeps its state between batches; it has
+  no stateless mode): pass `--stateful` to reproduce an AllenNLP file number for number.
 
 Bad input, documented policies:
 
 * empty or blank line: a dataset of shape [num_layers, 0, D] ([0, D] for top/average). AllenNLP's
-  command refuses such files; we keep line numbers aligned instead. In stateful mode the empty
+  command refuses such files; we keep line numbers aligned instead (its `sentence_to_index`
+  entry is the empty string). In stateful mode the empty
   sentence is still its batch row and advances that row's state through `<S> </S>`, as an empty
   sentence inside an AllenNLP batch does.
 * tokens longer than 48 UTF-8 bytes: truncated to 48 bytes, as the references do.
@@ -39,6 +56,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 import os
 import sys
 import time
@@ -72,10 +90,15 @@ def bucket_length(n: int) -> int:
 
 
 def read_sentences(path: str | os.PathLike, invalid_utf8: str = "error") -> list[list[str]]:
-    """Read one whitespace-tokenized sentence per line.
+    """Read one whitespace-tokenized sentence per line: `str.split()` of each `read_lines` line."""
+    return [line.split() for line in read_lines(path, invalid_utf8)]
+
+
+def read_lines(path: str | os.PathLike, invalid_utf8: str = "error") -> list[str]:
+    """The lines of a UTF-8 file, each stripped of surrounding whitespace (AllenNLP's sentences).
 
     Lines end at `\\n`, `\\r\\n` or `\\r` (Python's universal newlines, as `open()` and the
-    references read them); tokens are `str.split()` of the line.
+    references read them).
 
     Args:
       path: the input file.
@@ -95,7 +118,7 @@ def read_sentences(path: str | os.PathLike, invalid_utf8: str = "error") -> list
             f"{e.start - line_start + 1}); re-encode the file as UTF-8 or use "
             "--invalid-utf8 replace"
         ) from None
-    return [line.split() for line in io.StringIO(text, newline=None)]
+    return [line.strip() for line in io.StringIO(text, newline=None)]
 
 
 @dataclasses.dataclass
@@ -157,6 +180,7 @@ class Embedder:
         if layer_mode not in LAYER_MODES:
             raise ValueError(f"layers must be one of {LAYER_MODES}, got {layer_mode!r}")
         self.params, self.config, self.cache = params, config, token_cache
+        self.layer_mode = layer_mode
         self._from_chars, self._from_embeddings = _compiled(config, layer_mode)
 
     def __call__(self, sentences: Sequence[Sequence[str]], pad_to: int, state=None):
@@ -201,6 +225,77 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def empty_embedding(config: BiLMConfig, layers: str = "all") -> np.ndarray:
+    """The embedding of an empty sentence: float32[num_layers, 0, D], or [0, D] for top/average."""
+    dim = config.output_dim
+    if layers == "all":
+        return np.zeros((config.num_output_layers, 0, dim), np.float32)
+    return np.zeros((0, dim), np.float32)
+
+
+def embed_batches(
+    embedder: Embedder,
+    sentences: Sequence[Sequence[str]],
+    *,
+    batch_size: int,
+    stateful: bool,
+    shapes: set[tuple[int, int]] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`(index, embedding)` for every sentence, in the order they are computed (module
+    docstring: stateless runs sort by length and yield empty sentences first).
+
+    Args:
+      embedder: the jitted biLM (`Embedder`).
+      sentences: tokenized sentences.
+      batch_size: sentences per batch.
+      stateful: continue each batch row's state from the previous batch (input order).
+      shapes: when given, the `(rows, length)` of every batch run is added to it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    sentences = [list(s) for s in sentences]
+    layers = embedder.layer_mode
+    empty = empty_embedding(embedder.config, layers)
+    # Stateful runs start from zeros, as the references do; passing the zero state explicitly
+    # keeps one traced signature for every batch.
+    state = zero_state(embedder.config, batch_size) if stateful else None
+    if not stateful:
+        for i, s in enumerate(sentences):
+            if not s:
+                yield i, empty
+    for rows, padded_rows in _batches(sentences, batch_size, stateful):
+        batch = [sentences[i] for i in rows]
+        batch += [[]] * (padded_rows - len(batch))
+        pad_to = bucket_length(max(len(s) for s in batch))
+        if shapes is not None:
+            shapes.add((padded_rows, pad_to))
+        out, new_state = embedder(batch, pad_to, state if stateful else None)
+        if stateful:
+            state = new_state
+        for r, i in enumerate(rows):
+            n = len(sentences[i])
+            yield i, (out[r, :, :n] if layers == "all" else out[r, :n])
+
+
+def _check_sentence_keys(lines: Sequence[str], path: str | os.PathLike) -> None:
+    """AllenNLP's `use_sentence_keys` refusals, made before any work and naming the line."""
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        if not line:
+            raise ValueError(f"{path}: line {number} is blank; --use-sentence-keys needs text")
+        if "/" in line:
+            raise ValueError(
+                f"{path}: line {number} contains '/', which hdf5 reads as a group path; "
+                "drop --use-sentence-keys (keys are then line numbers)"
+            )
+        if line in seen:
+            raise ValueError(
+                f"{path}: line {number} repeats line {seen[line]}; to encode duplicate "
+                "sentences, do not pass --use-sentence-keys"
+            )
+        seen[line] = number
+
+
 def embed_file(
     params: Params,
     config: BiLMConfig,
@@ -210,6 +305,8 @@ def embed_file(
     layers: str = "all",
     batch_size: int = 64,
     stateful: bool = False,
+    use_sentence_keys: bool = False,
+    forget_sentences: bool = False,
     token_cache: TokenEmbeddingCache | None = None,
     invalid_utf8: str = "error",
     progress: bool | None = None,
@@ -224,6 +321,8 @@ def embed_file(
       layers: "all", "top" or "average".
       batch_size: sentences per batch.
       stateful: continue each batch row's state from the previous batch (file order).
+      use_sentence_keys: name each dataset by its sentence instead of its line index.
+      forget_sentences: leave out the `sentence_to_index` dataset.
       token_cache: use (and grow) this token-embedding cache instead of the char CNN.
       invalid_utf8: "error" or "replace".
       progress: show a progress bar; None means only when stdout is a terminal.
@@ -235,20 +334,14 @@ def embed_file(
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     embedder = Embedder(params, config, layers, token_cache)
-    sentences = read_sentences(input_path, invalid_utf8)
-    dim = config.output_dim
-    empty = (
-        np.zeros((config.num_output_layers, 0, dim), np.float32)
-        if layers == "all"
-        else np.zeros((0, dim), np.float32)
-    )
+    lines = read_lines(input_path, invalid_utf8)
+    if use_sentence_keys:
+        _check_sentence_keys(lines, input_path)
+    sentences = [line.split() for line in lines]
     if progress is None:
         progress = sys.stdout.isatty()
     stats = EmbedStats(len(sentences), sum(map(len, sentences)), 0.0, set())
     start = time.perf_counter()
-    # Stateful runs start from zeros, as the references do; passing the zero state explicitly
-    # keeps one traced signature for every batch.
-    state = zero_state(config, batch_size) if stateful else None
     with (
         atomic_output(output_path) as partial,
         h5py.File(partial, "w") as fout,
@@ -256,24 +349,18 @@ def embed_file(
     ):
         fout.attrs["layers"] = layers
         fout.attrs["stateful"] = stateful
-        if not stateful:
-            for i, s in enumerate(sentences):
-                if not s:
-                    fout.create_dataset(str(i), data=empty)
-                    bar.update(1)
-        for rows, padded_rows in _batches(sentences, batch_size, stateful):
-            batch = [sentences[i] for i in rows]
-            batch += [[]] * (padded_rows - len(batch))
-            pad_to = bucket_length(max(len(s) for s in batch))
-            stats.shapes.add((padded_rows, pad_to))
-            out, new_state = embedder(batch, pad_to, state if stateful else None)
-            if stateful:
-                state = new_state
-            for r, i in enumerate(rows):
-                n = len(sentences[i])
-                data = out[r, :, :n] if layers == "all" else out[r, :n]
-                fout.create_dataset(str(i), data=data)
-            bar.update(len(rows))
+        batches = embed_batches(
+            embedder, sentences, batch_size=batch_size, stateful=stateful, shapes=stats.shapes
+        )
+        for i, data in batches:
+            fout.create_dataset(lines[i] if use_sentence_keys else str(i), data=data)
+            bar.update(1)
+        if not use_sentence_keys and not forget_sentences:
+            # AllenNLP's layout: a (1,) variable-length string dataset holding the JSON.
+            index = fout.create_dataset(
+                "sentence_to_index", (1,), dtype=h5py.string_dtype(encoding="utf-8")
+            )
+            index[0] = json.dumps({line: str(i) for i, line in enumerate(lines)})
     stats.seconds = time.perf_counter() - start
     if log is not None:
         log(

@@ -10,10 +10,23 @@ softmax_weights.hdf5}` (see `training.export_bilm`).
 
 The workdir also keeps `vocab.txt`, written before the first step; a resumed run reads it back
 instead of rebuilding it, so a changed corpus cannot silently renumber the softmax.
+
+Restart (bilm-tf's `restart.py`: adapting a released or exported biLM to a new corpus): set
+`init.dir` (an export folder: options.json, lm_weights.hdf5 and, when present,
+softmax_weights.hdf5 + vocab.txt) or `init.options` + `init.weights` (+ `init.softmax` and
+`init.vocab`). The model shape then comes from the options file (`config.model` is ignored
+except `compute_dtype`), the biLM weights from the hdf5 file. With a softmax and its
+vocabulary the softmax is restored and that vocabulary is kept (new words of the user's text
+become `<UNK>` targets, as in bilm-tf, whose restart requires the original vocabulary); without
+them a fresh softmax is trained over the new text's vocabulary (`config.vocab`). Before the
+first step the restored model is evaluated on the validation split (`init_valid/*` metrics:
+the perplexity before adapting); the final evaluation is `valid/*` as always, and the export is
+in the released layout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import os
@@ -22,7 +35,7 @@ from pathlib import Path
 
 import jax
 
-from elmo_jax.model.config import BiLMConfig
+from elmo_jax.model.config import BiLMConfig, read_options
 from elmo_jax.model.lstmp import zero_state
 from elmo_jax.training import steps as training
 from elmo_jax.training.data import (
@@ -103,11 +116,78 @@ def read_split(config, which: str) -> list[list[str]]:
     raise ValueError(f"data.source must be 'files' or 'tfds', got {d.source!r}")
 
 
-def vocabulary(config, workdir: Path, train_sentences, resume: bool) -> Vocabulary:
+@dataclasses.dataclass(frozen=True)
+class InitFiles:
+    """The files of a biLM to continue training from (`config.init`); empty when none."""
+
+    options: str = ""
+    weights: str = ""
+    softmax: str = ""
+    vocab: str = ""
+
+    @classmethod
+    def from_config(cls, config) -> InitFiles:
+        i = config.get("init")
+        if i is None:
+            return cls()
+        folder = Path(i.dir).expanduser() if i.get("dir") else None
+
+        def pick(value: str, name: str, required: bool) -> str:
+            if value:
+                return str(Path(value).expanduser())
+            if folder is not None and (required or (folder / name).exists()):
+                return str(folder / name)
+            return ""
+
+        files = cls(
+            pick(i.get("options", ""), training.OPTIONS_FILE, True),
+            pick(i.get("weights", ""), training.WEIGHTS_FILE, True),
+            pick(i.get("softmax", ""), training.SOFTMAX_FILE, False),
+            pick(i.get("vocab", ""), training.VOCAB_FILE, False),
+        )
+        if bool(files.options) != bool(files.weights):
+            raise ValueError("a restart needs init.dir, or both init.options and init.weights")
+        if files.softmax and not files.vocab:
+            raise ValueError(
+                "init.softmax needs init.vocab, the vocabulary its rows belong to (the export's "
+                "vocab.txt)"
+            )
+        if files.vocab and not files.softmax and not files.options:
+            raise ValueError("init.vocab is given without a biLM to restart from")
+        return files
+
+    @property
+    def restart(self) -> bool:
+        return bool(self.weights)
+
+
+def restart_params(config, model: BiLMConfig, vocab: Vocabulary, init: InitFiles) -> dict:
+    """`{"bilm", "softmax"}` restored from `init` (a fresh softmax when it has none)."""
+    from elmo_jax.weights.allennlp import load_allennlp
+
+    bilm, _ = load_allennlp(init.options, init.weights)
+    if init.softmax:
+        softmax = training.load_softmax(init.softmax)
+        want = (len(vocab), model.projection_dim)
+        if tuple(softmax["w"].shape) != want:
+            raise ValueError(
+                f"{init.softmax}: softmax/W is {tuple(softmax['w'].shape)}, but the vocabulary "
+                f"{init.vocab} and the options give {want}"
+            )
+    else:
+        softmax = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))["softmax"]
+    return {"bilm": bilm, "softmax": softmax}
+
+
+def vocabulary(
+    config, workdir: Path, train_sentences, resume: bool, init: InitFiles | None = None
+) -> Vocabulary:
     saved = workdir / training.VOCAB_FILE
     if resume and saved.exists():
         return Vocabulary.from_file(saved)
-    if config.vocab.file:
+    if init is not None and init.softmax:
+        vocab = Vocabulary.from_file(init.vocab)  # the restored softmax's rows
+    elif config.vocab.file:
         vocab = Vocabulary.from_file(config.vocab.file)
     else:
         vocab = Vocabulary.build(
@@ -130,9 +210,15 @@ def num_steps(config, batches: BidirectionalBatches) -> int:
 def pretrain(
     config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
 ) -> dict[str, float]:
-    """Train a biLM from scratch; returns the validation metrics (full softmax)."""
+    """Train a biLM from scratch, or continue one (`config.init`, module docstring); returns the
+    validation metrics (full softmax; `init_perplexity` too for a restart)."""
     workdir = Path(workdir)
+    init = InitFiles.from_config(config)
     model = model_config(config)
+    if init.restart:
+        model = dataclasses.replace(
+            read_options(init.options), compute_dtype=config.model.compute_dtype
+        )
     options = train_options(config)
     t = config.train
     identity = {"program": "elmo", "stage": "pretrain"}
@@ -149,7 +235,7 @@ def pretrain(
     ) as run:
         train_sentences = read_split(config, "train")
         valid_sentences = read_split(config, "valid")
-        vocab = vocabulary(config, run.workdir, train_sentences, resume)
+        vocab = vocabulary(config, run.workdir, train_sentences, resume, init)
         train_corpus = encode_corpus(train_sentences, vocab, model.max_characters_per_token)
         valid_corpus = encode_corpus(valid_sentences, vocab, model.max_characters_per_token)
 
@@ -173,8 +259,35 @@ def pretrain(
             f"vocab {len(vocab):,}, {steps} steps of {t.batch_size}x{t.unroll_steps}, "
             f"{mesh.size} device(s) on {shard_count} host(s)"
         )
+        e = config.eval
+
+        def valid_batches() -> BidirectionalBatches:
+            return BidirectionalBatches(
+                valid_corpus,
+                batch_size=e.batch_size,
+                unroll_steps=e.unroll_steps,
+                shuffle=False,
+                repeat=False,
+            )
+
         optimizer = training.make_optimizer(options)
-        params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
+        before = {}
+        if init.restart:
+            params = restart_params(config, model, vocab, init)
+            run.log(
+                f"restart from {init.weights} ("
+                + ("softmax and vocabulary restored" if init.softmax else "a fresh softmax")
+                + ")"
+            )
+            if run.checkpointer.latest_step() is None:  # not yet evaluated: before any step
+                before = training.evaluate(params, model, valid_batches(), mesh)
+                run.metrics.write(0, before, prefix="init_valid/")
+                run.log(
+                    f"restored model, before adapting: validation perplexity "
+                    f"{before['perplexity']:.1f}"
+                )
+        else:
+            params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
         state = create_train_state(
             params,
             optimizer,
@@ -186,6 +299,8 @@ def pretrain(
         )
         step = training.step_fn(training.make_train_step(model, options, mesh))
         meta = {"stage": "pretrain", "model": model.to_options(), "vocab_size": len(vocab)}
+        if init.restart:
+            meta["init"] = dataclasses.asdict(init)
         state = train_loop(
             run,
             state=state,
@@ -198,15 +313,9 @@ def pretrain(
             meta=meta,
             desc="elmo",
         )
-        e = config.eval
-        valid = BidirectionalBatches(
-            valid_corpus,
-            batch_size=e.batch_size,
-            unroll_steps=e.unroll_steps,
-            shuffle=False,
-            repeat=False,
-        )
-        metrics = training.evaluate(state["params"], model, valid, mesh)
+        metrics = training.evaluate(state["params"], model, valid_batches(), mesh)
+        if before:
+            metrics["init_perplexity"] = before["perplexity"]
         metrics["total_tokens"] = valid_corpus.num_tokens
         run.metrics.write(int(state["step"]), metrics, prefix="valid/")
         if run.is_main:
@@ -220,6 +329,8 @@ def pretrain(
                 "n_train_tokens": train_corpus.num_tokens,
                 "n_steps": int(state["step"]),
             }
+            if init.restart:
+                recorded["restarted_from"] = init.weights
             training.export_bilm(run.workdir / "export", state["params"], model, vocab, recorded)
         run.log(
             f"elmo pretrain done: validation perplexity {metrics['perplexity']:.1f} (forward "

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--data", default="../shared/data/trec")
     parser.add_argument("--tfds-dir", default="", help="where to prepare the local dataset")
-    parser.add_argument("--epochs", type=float, default=10.0)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=64, help="BiLSTM size; 0: pooling only")
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in FEATURES}
@@ -42,7 +42,7 @@ def main() -> None:
             records = [json.loads(x) for x in done.open()] if done.exists() else []
             tested = [r for r in records if "test/accuracy" in r]
             if tested:
-                metrics = {k[5:]: v for k, v in tested[-1].items() if k.startswith("test/")}
+                metrics = {k: v for k, v in tested[-1].items() if k.startswith("test/")}
             else:
                 c = elmo_trec.get_config()
                 c.seed = seed
@@ -53,8 +53,10 @@ def main() -> None:
                 c.train.epochs = args.epochs
                 c.classifier.hidden = args.hidden
                 metrics = run(c, str(workdir), resume=workdir.exists())
-            results[name].append(metrics["accuracy"])
-            print(f"{name:>4} seed {seed}: test accuracy {metrics['accuracy']:.4f}", flush=True)
+            results[name].append(metrics["test/accuracy"])
+            print(
+                f"{name:>4} seed {seed}: test accuracy {metrics['test/accuracy']:.4f}", flush=True
+            )
     for name, accuracies in results.items():
         print(
             f"{name:>4}: mean test accuracy {np.mean(accuracies):.4f} "

@@ -8,6 +8,12 @@
     python -m train.elmo --config train/configs/elmo_lm1b.py:tiny --workdir /tmp/elmo_tiny
     # any of them in bfloat16 mixed precision (float32 parameters, optimiser state and loss):
     ... --config.model.compute_dtype=bfloat16
+    # restart (bilm-tf's restart.py): adapt an exported or released biLM to your own text
+    python -m train.elmo --config train/configs/elmo_lm1b.py:sample --workdir runs/adapt \
+        --config.init.dir=runs/elmo_sample/export --config.train.num_steps=2000 \
+        --config.data.train_files="('my_train.txt',)" --config.data.valid_files="('my_valid.txt',)"
+    # (a released model: --config.init.options=OPTIONS --config.init.weights=WEIGHTS; no
+    # softmax is published, so a fresh one is trained over the new text's vocabulary)
 
 Defaults are bilm-tf's `bin/train_elmo.py`: 2 x 4096/512 LSTM with skip connections and clips
 at 3, the 2048-filter character CNN with 2 highway layers, batch 128 x 20 steps, dropout 0.1,
@@ -43,6 +49,13 @@ def get_config(variant: str = "") -> ConfigDict:
     c.data.valid_split = "test"
     c.data.train_limit = 0  # 0: every sentence
     c.data.valid_limit = 0
+
+    c.init = ConfigDict()  # restart: the biLM to continue (see elmo_jax.training.pretrain)
+    c.init.dir = ""  # an export folder: options.json, lm_weights.hdf5 (+ softmax, vocab.txt)
+    c.init.options = ""  # or the files one by one
+    c.init.weights = ""
+    c.init.softmax = ""  # softmax_weights.hdf5; "" in a folder without one: a fresh softmax
+    c.init.vocab = ""  # the vocabulary of init.softmax's rows
 
     c.vocab = ConfigDict()
     c.vocab.file = ""  # a bilm-tf vocabulary file; "" builds one from the training data

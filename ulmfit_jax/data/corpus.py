@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ulmfit_jax.core.data import classification
 from ulmfit_jax.core.data.sources import TextSource
 from ulmfit_jax.core.data.spec import DataSpec, open_split
 from ulmfit_jax.core.paths import DEFAULT_CACHE
-from ulmfit_jax.data import classification
 from ulmfit_jax.text.token_cache import tokenize_corpus
 from ulmfit_jax.text.vocab import Vocab
 

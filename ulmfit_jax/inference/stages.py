@@ -21,9 +21,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from ulmfit_jax.core.data.classification import load_test
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import TABLE_FORMATS, document_text, format_of, read_table
-from ulmfit_jax.data.classification import load_test
 from ulmfit_jax.inference.metrics import (
     classification_metrics,
     confusion_matrix,

@@ -1,7 +1,7 @@
 """ULMFiT's classifier stage: gradual unfreezing from a fine-tuned LM (or from scratch), with a
 validation set, the best epoch kept, and every kind of label.
 
-The stage reads train and validation documents only (`ulmfit_jax.data.classification`); the
+The stage reads train and validation documents only (`ulmfit_jax.core.data.classification`); the
 test split is for the evaluate stage, or once at the end with `eval.test_at_end=True`
 (reported apart, as `test/*`, never used to choose anything). After every epoch it evaluates
 on the validation set (`valid/*` metrics) and keeps the best epoch by `train.monitor`
@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ulmfit_jax.core.data.classification import ClassificationData, load_classification
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
@@ -26,7 +27,6 @@ from ulmfit_jax.core.training import sharding
 from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.data import corpus
-from ulmfit_jax.data.classification import ClassificationData, load_classification
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.inference.metrics import classification_metrics
@@ -296,7 +296,7 @@ def _log_data(run, data: ClassificationData, vocab_size, pretrained, loader, mes
 
 def _test_once(run, config, spec, params, model, vocab, encoder, mesh) -> dict[str, float]:
     """The best model on the test split, once, reported apart (`test/*`)."""
-    from ulmfit_jax.data.classification import load_test
+    from ulmfit_jax.core.data.classification import load_test
 
     test = load_test(spec, seed=config.seed)
     ids = corpus.numericalize(_tokens(test.texts, config), vocab)

@@ -7,7 +7,10 @@ take.
 
 Formats (`format=`): `"lines"` (one document per line), `"files"` (one document per file),
 `"csv"`, `"tsv"`, `"jsonl"` (configurable text and label fields), `"folders"` (class per folder,
-the aclImdb layout), `"wikitext"` (articles of `.tokens` files) and `"trec"` (`.label` files).
+the aclImdb layout), `"wikitext"` (articles of `.tokens` files), `"trec"` (`.label` files) and
+`"sst"` / `"sst2"` (the Stanford Sentiment Treebank's PTB trees, 5 or 2 classes; see
+`ulmfit_jax.core.data.sst`: `path` may be `trainDevTestTrees_PTB.zip`, extracted once under
+`data_dir`).
 
 Caching: TFDS keeps prepared data at `data_dir/local_text/<config>/1.0.0`. The config name is
 `<format>-<digest>` where the digest hashes everything that determines the records: the
@@ -38,12 +41,13 @@ from collections.abc import Iterator, Mapping, Sequence
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants
 
-from ulmfit_jax.core.data import local_formats
+from ulmfit_jax.core.data import local_formats, sst
 from ulmfit_jax.core.data.sources import TextSource, load_text_dataset
+from ulmfit_jax.core.data.sst import SST_FORMATS
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("lines", "files", "csv", "tsv", "jsonl", "folders", "wikitext", "trec")
+FORMATS = ("lines", "files", "csv", "tsv", "jsonl", "folders", "wikitext", "trec", *SST_FORMATS)
 
 # Splits read when `splits` is not given, as patterns relative to the root; a default split
 # whose pattern matches nothing is left out (WikiText-103 often comes without train).
@@ -51,6 +55,8 @@ _DEFAULT_SPLITS = {
     "wikitext": {"train": "*train.tokens", "validation": "*valid.tokens", "test": "*test.tokens"},
     "trec": {"train": "train_5500.label", "test": "TREC_10.label"},
     "folders": {"train": "train", "test": "test", "unsupervised": "train/unsup"},
+    "sst": sst.SPLIT_FILES,
+    "sst2": sst.SPLIT_FILES,
 }
 
 
@@ -87,7 +93,7 @@ class LocalSpec:
 
     @property
     def labelled(self) -> bool:
-        return self.format in ("folders", "trec") or self.label_field is not None
+        return self.format in ("folders", "trec", *SST_FORMATS) or self.label_field is not None
 
 
 @dataclasses.dataclass
@@ -200,6 +206,8 @@ def iter_documents(
             yield from local_formats.read_wikitext(path, **kw)
         elif fmt == "trec":
             yield from local_formats.read_trec(path, fine=spec.trec_fine)
+        elif fmt in SST_FORMATS:
+            yield from local_formats.read_sst_trees(path, binary=fmt == "sst2")
 
 
 def _folder_classes(spec: LocalSpec, folders: Sequence[pathlib.Path]) -> tuple[str, ...]:
@@ -228,6 +236,8 @@ def _discover_classes(spec: LocalSpec, root: pathlib.Path) -> tuple[str, ...]:
         return spec.classes
     if spec.format == "trec" and not spec.trec_fine:
         return local_formats.TREC_COARSE
+    if spec.format in SST_FORMATS:
+        return sst.SST2_NAMES if spec.format == "sst2" else sst.SST5_NAMES
     if spec.format == "folders":
         return _folder_classes(spec, _expand(root, [p for _, ps in spec.splits for p in ps]))
     labels = {
@@ -305,7 +315,8 @@ def prepare_local_dataset(
         splits: Split name to glob pattern(s) relative to `path`; for `"folders"` the patterns
             name folders. Defaults: WikiText `*train.tokens`/`*valid.tokens`/`*test.tokens`,
             TREC `train_5500.label`/`TREC_10.label`, folders `train`/`test`/`train/unsup`
-            (`unsupervised`), otherwise the single file as `train`.
+            (`unsupervised`), SST `train.txt`/`dev.txt` (`validation`)/`test.txt`, otherwise
+            the single file as `train`.
         text_fields: Text columns or JSON keys (several are joined with `separator`).
         label_field: Label column or key; `None` for unlabelled files.
         header: CSV/TSV files have a header row (else give fields as 0-based indices).
@@ -332,6 +343,9 @@ def prepare_local_dataset(
     root = pathlib.Path(path).expanduser().resolve()
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
+    data_dir = os.fspath(data_dir) if data_dir is not None else constants.DATA_DIR
+    if format in SST_FORMATS:  # the zip (or a folder of it) -> a folder of the tree files
+        root = sst.tree_folder(root, pathlib.Path(data_dir).expanduser() / "local_text" / "sst")
     default = "*"
     if root.is_file():
         root, default = root.parent, root.name
@@ -349,7 +363,6 @@ def prepare_local_dataset(
         trec_fine=trec_fine,
     )
     name = f"{format}-{_fingerprint(spec, root)}"
-    data_dir = os.fspath(data_dir) if data_dir is not None else constants.DATA_DIR
     # A prepared copy already records its classes; reading them avoids a second scan.
     labels_file = (
         pathlib.Path(data_dir).expanduser() / "local_text" / name / "1.0.0" / "label.labels.txt"

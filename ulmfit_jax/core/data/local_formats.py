@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from ulmfit_jax.core.data import sst
+
 logger = logging.getLogger(__name__)
 
 # Coarse TREC classes in the order of TFDS's `trec` builder, so that local and TFDS label ids
@@ -244,3 +246,15 @@ def read_trec(
         if not colon or not coarse or not fine_label:
             raise ValueError(f"{doc.location}: expected 'COARSE:fine question', got {line[:60]!r}")
         yield RawDoc(text.strip(), label if fine else coarse, doc.location)
+
+
+def read_sst_trees(path: pathlib.Path, *, binary: bool = False) -> Iterator[RawDoc]:
+    """SST PTB trees, one per line: the sentence of the leaves and the root's class name
+    (`ulmfit_jax.core.data.sst`; `binary` drops the neutral label 2)."""
+    for doc in read_lines(path, encoding="utf-8", errors="strict"):
+        if not doc.text.strip():
+            continue
+        text, label = sst.parse_tree(doc.text, where=doc.location)
+        name = sst.label_name(label, binary)
+        if name is not None:
+            yield RawDoc(text, name, doc.location)

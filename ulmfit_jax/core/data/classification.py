@@ -1,5 +1,7 @@
 """Labelled documents for a classifier: train and validation (test only when asked), by name.
 
+Shared by the ULMFiT classify stage and the ELMo sentence program (`elmo_jax.downstream`).
+
 Where the documents come from (a `DataSpec`):
 
 * tables (`source="local"`, format csv/tsv/jsonl, or DataFrames passed in): `path` is a
