@@ -193,8 +193,13 @@ def read_tfds_conll2003(split: str, data_dir: str | None = None) -> TaggedSenten
     names = builder.info.features["ner"].names
     source = tfds.data_source("conll2003", split=split, data_dir=data_dir)
     tokens, tags = [], []
-    for record in source:
+    for number, record in enumerate(source):
         words = [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in record["tokens"]]
+        if len(words) != len(record["ner"]):
+            raise ValueError(
+                f"tfds:conll2003/{split} example {number}: {len(words)} tokens but "
+                f"{len(record['ner'])} NER tags"
+            )
         if words:
             tokens.append(words)
             tags.append(iob1_to_bio([names[int(i)] for i in record["ner"]]))
