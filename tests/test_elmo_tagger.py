@@ -17,7 +17,7 @@ from flax import nnx
 from elmo_jax.downstream import conll
 from elmo_jax.downstream.models import LayerCache
 from elmo_jax.downstream.span_metrics import span_metrics
-from elmo_jax.downstream.tagger import ElmoTagger, TaggerConfig, tagger_emissions
+from elmo_jax.downstream.tagger import ElmoTagger, TaggerConfig, jit_decode, tagger_emissions
 from elmo_jax.model.characters import batch_to_ids
 from elmo_jax.weights.allennlp import write_random_weights
 
@@ -143,17 +143,19 @@ SENTENCES = [["John", "Smith", "visited", "Paris", "."], ["Reuters", "said"], ["
 
 def test_elmo_path_and_cached_layers_give_the_same_scores(tagger):
     ids = jnp.asarray(batch_to_ids(SENTENCES))
-    emissions, mask = tagger(ids)
+    emissions, mask = nnx.jit(lambda model, ids: model(ids))(tagger, ids)
     assert emissions.shape == (3, 5, len(BIO_TAGS))
     cache = LayerCache(tagger.elmo.bilm.to_params(), tagger.elmo.config, SENTENCES)
     layers, cache_mask = cache.batch([0, 1, 2], (0, 1, 2))
-    cached = tagger.from_layers(jnp.asarray(layers[:, :, :5]), jnp.asarray(cache_mask[:, :5]))
-    np.testing.assert_array_equal(mask, cache_mask[:, :5])
+    layers, cache_mask = jnp.asarray(layers[:, :, :5]), jnp.asarray(cache_mask[:, :5])
+    cached = nnx.jit(lambda model, x, m: model.from_layers(x, m))(tagger, layers, cache_mask)
+    np.testing.assert_array_equal(mask, cache_mask)
     np.testing.assert_allclose(
         np.where(mask[..., None], cached, 0), np.where(mask[..., None], emissions, 0), atol=1e-5
     )
-    functional = tagger_emissions(tagger.to_params(), tagger.config, layers[:, :, :5],
-                                  cache_mask[:, :5])  # fmt: skip
+    functional = jax.jit(tagger_emissions, static_argnums=1)(
+        tagger.to_params(), tagger.config, layers, cache_mask
+    )
     np.testing.assert_allclose(functional, cached, atol=1e-6)
 
 
@@ -162,7 +164,8 @@ def test_training_grads_reach_mix_encoder_and_crf_never_the_bilm(tagger):
     tags = jnp.zeros((3, 5), jnp.int32)
     tagger.train()
     try:
-        grads = nnx.grad(lambda m: m.loss(ids, tags, rngs=jax.random.key(1)))(tagger)
+        key = jax.random.key(1)
+        grads = nnx.jit(nnx.grad(lambda m: m.loss(ids, tags, rngs=key)))(tagger)
     finally:
         tagger.eval()
     paths = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(grads)}
@@ -184,7 +187,7 @@ def test_bioul_tagger_decodes_only_valid_sequences(bilm_dir):
     model.output["w"].set_value(model.output["w"].get_value() * 200.0)
     words = "John Smith visited New York and met Anna in Paris on Monday".split()
     sentences = [words[i:] for i in range(8)]
-    ids, mask = model.decode(jnp.asarray(batch_to_ids(sentences)))
+    ids, mask = jit_decode(model, jnp.asarray(batch_to_ids(sentences)))
     for row, n in zip(np.asarray(ids), np.asarray(mask).sum(1), strict=True):
         names = [tags[i] for i in row[:n]]
         assert conll.to_scheme(conll.to_scheme(names, "BIOUL", "BIO"), "BIO", "BIOUL") == names

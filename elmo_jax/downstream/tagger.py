@@ -377,6 +377,12 @@ class ElmoTagger(ParamTree):
 
         if not sentences:
             return []
-        ids, _ = self.decode(jnp.asarray(batch_to_ids(sentences)))
+        ids, _ = jit_decode(self, jnp.asarray(batch_to_ids(sentences)))
         ids = np.asarray(ids)
         return [self.config.to_bio(ids[i, : len(s)]) for i, s in enumerate(sentences)]
+
+
+@nnx.jit
+def jit_decode(model: ElmoTagger, char_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`model.decode(char_ids)`, compiled (once per model structure and input shape)."""
+    return model.decode(char_ids)

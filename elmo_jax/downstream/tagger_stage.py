@@ -9,14 +9,9 @@ The frozen biLM embeds the train and validation sentences once (`LayerCache`); t
 (checkpoints, exact resume, metrics), one epoch at a time. After each epoch the validation
 split is decoded (constrained Viterbi) and scored by span F1 (`span_metrics`); `BestKeeper`
 keeps the best epoch (`train.monitor`, "f1" by default) and stops after `train.patience`
-epochs without a gain. The best epoch is exported to `WORKDIR/export/`:
-
-    tagger.json     the TaggerConfig (tag names and scheme), where the biLM is, the best epoch
-    params/         the task parameters (an orbax checkpoint; the biLM is not in it)
-    bilm/           options.json + lm_weights.hdf5, when `export.copy_bilm` (else tagger.json
-                    records the biLM's absolute paths)
-
-and that export, reloaded as an `ElmoTagger` NNX module, tags the test split through the biLM
+epochs without a gain. The best epoch is exported to `WORKDIR/export/`
+(`elmo_jax.downstream.tagger_export`; `export.copy_bilm` copies the biLM into it), and that
+export, reloaded as an `ElmoTagger` NNX module, tags the test split through the biLM
 (character ids in); span precision / recall / F1, overall and per type, go to
 `WORKDIR/test_metrics.json` and `metrics.jsonl` (`test/*`). The test split is read only then.
 
@@ -30,15 +25,12 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from elmo_jax.downstream.conll import (
     SCHEMES,
@@ -50,18 +42,15 @@ from elmo_jax.downstream.conll import (
 from elmo_jax.downstream.models import LayerCache
 from elmo_jax.downstream.span_metrics import span_metrics
 from elmo_jax.downstream.tagger import (
-    ElmoTagger,
     TaggerConfig,
     init_tagger,
     tagger_decode,
     tagger_loss,
 )
+from elmo_jax.downstream.tagger_export import export_tagger, load_tagger, tag_sentences
 from elmo_jax.downstream.train import ClassBatches
-from elmo_jax.embedding.files import bucket_length
-from elmo_jax.model.characters import batch_to_ids
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.training.best import BestKeeper
-from ulmfit_jax.core.training.checkpointing import Checkpointer
 from ulmfit_jax.core.training.run import Run, train_loop
 from ulmfit_jax.core.training.train_state import create_train_state
 
@@ -224,25 +213,6 @@ def decode_cache(
     return out
 
 
-def tag_sentences(
-    tagger: ElmoTagger, sentences: Sequence[Sequence[str]], batch_size: int = 64
-) -> list[list[str]]:
-    """BIO tags of tokenized sentences through the tagger's biLM (character ids in): sorted by
-    length, padded to `batch_size` rows and a length bucket, so few shapes compile."""
-    decode = nnx.jit(lambda model, ids: model.decode(ids)[0])
-    order = np.argsort([len(s) for s in sentences], kind="stable")
-    out: list[list[str]] = [[] for _ in sentences]
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = [list(sentences[i]) for i in rows]
-        width = bucket_length(max(1, max(len(s) for s in batch)))
-        ids = batch_to_ids(batch + [[]] * (batch_size - len(batch)), pad_to=width)
-        tags = np.asarray(decode(tagger, jnp.asarray(ids)))
-        for r, i in enumerate(rows):
-            out[i] = tagger.config.to_bio(tags[r, : len(sentences[i])])
-    return out
-
-
 def bilm_files(b) -> tuple[Path, Path]:
     """The biLM's `(options, weights)` from `config.bilm` (a folder, or the two files)."""
     directory = Path(b.dir).expanduser() if b.dir else None
@@ -259,56 +229,6 @@ def bilm_files(b) -> tuple[Path, Path]:
         if not path.is_file():
             raise FileNotFoundError(f"no biLM file {path}")
     return options.absolute(), weights.absolute()
-
-
-def export_tagger(
-    directory: str | os.PathLike,
-    params,
-    config: TaggerConfig,
-    bilm: tuple[Path, Path],
-    *,
-    copy_bilm: bool,
-    meta: dict,
-) -> Path:
-    """Write an export (module docstring) to `directory`; returns it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    options, weights = bilm
-    if copy_bilm:
-        (directory / "bilm").mkdir(exist_ok=True)
-        shutil.copyfile(options, directory / "bilm" / "options.json")
-        shutil.copyfile(weights, directory / "bilm" / "lm_weights.hdf5")
-        where = {"options": "bilm/options.json", "weights": "bilm/lm_weights.hdf5"}
-    else:
-        where = {"options": str(options), "weights": str(weights)}
-    record = {"config": dataclasses.asdict(config), "bilm": where, **meta}
-    ckpt = Checkpointer(directory / "params", max_to_keep=1)
-    ckpt.save(0, {"params": params}, {"tagger": record["config"]})
-    ckpt.close()
-    (directory / "tagger.json").write_text(json.dumps(record, indent=2, default=str))
-    return directory
-
-
-def load_tagger(directory: str | os.PathLike) -> ElmoTagger:
-    """An `ElmoTagger` (eval mode) from an export folder or a workdir holding `export/`."""
-    directory = Path(directory)
-    if (directory / "export" / "tagger.json").is_file():
-        directory = directory / "export"
-    record_path = directory / "tagger.json"
-    if not record_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a tagger export (no tagger.json)")
-    record = json.loads(record_path.read_text())
-    fields = dict(record["config"])
-    fields["tags"] = tuple(fields["tags"])
-    config = TaggerConfig(**fields)
-    paths = [directory / record["bilm"][k] for k in ("options", "weights")]
-    bilm_params, bilm_config = load_allennlp(*paths)
-    template = jax.eval_shape(functools.partial(init_tagger, config=config), jax.random.key(0))
-    template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
-    ckpt = Checkpointer(directory / "params", max_to_keep=1)
-    restored, _ = ckpt.restore({"params": template})
-    ckpt.close()
-    return ElmoTagger(config, bilm_config, bilm_params, params=restored["params"])
 
 
 def model_config(config, names: tuple[str, ...], bilm_config) -> TaggerConfig:
