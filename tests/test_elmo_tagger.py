@@ -268,3 +268,26 @@ def test_stage_refuses_tags_training_never_had(bilm_dir, tmp_path):
         run(tiny_stage_config(bilm_dir, **{"data.path": str(data)}), str(tmp_path / "w"))
     with pytest.raises(ValueError, match="mode='serve'"):
         run(tiny_stage_config(bilm_dir, mode="serve"), str(tmp_path / "w2"))
+
+
+def test_stage_resumes_at_an_epoch_boundary_and_exports_the_new_best(bilm_dir, tmp_path):
+    from elmo_jax.downstream.tagger_export import load_tagger, tag_sentences
+    from train.elmo_tagger import run
+
+    workdir = tmp_path / "resumed"
+    run(tiny_stage_config(bilm_dir, **{"train.epochs": 1}), str(workdir))
+    metrics = run(
+        tiny_stage_config(bilm_dir, **{"train.epochs": 3}),
+        str(workdir),
+        resume=True,
+        resume_changed=True,
+    )
+    history = json.loads((workdir / "valid_history.json").read_text())["epochs"]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    best = max(range(3), key=lambda e: (history[e]["f1"], -e))
+    assert best > 0  # seed 0: F1 0, 0, 0.23; the first run's export held epoch 0
+    record = json.loads((workdir / "export" / "tagger.json").read_text())
+    assert record["best"]["epoch"] == best and metrics["best_epoch"] == best + 1
+    valid = conll.read_conll(FIXTURE / "valid.txt")
+    reloaded = span_metrics(valid.tags, tag_sentences(load_tagger(workdir), valid.tokens))
+    assert reloaded["f1"] == pytest.approx(history[best]["f1"], abs=0.01)

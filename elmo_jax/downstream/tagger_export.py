@@ -57,22 +57,33 @@ def export_tagger(
     copy_bilm: bool,
     meta: dict,
 ) -> Path:
-    """Write an export (module docstring) to `directory`; returns it."""
+    """Write an export (module docstring) to `directory`, replacing any earlier one there (a
+    resumed run exports again): it is built beside it and renamed into place. Returns it."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    building = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
     options, weights = bilm
     if copy_bilm:
-        (directory / "bilm").mkdir(exist_ok=True)
-        shutil.copyfile(options, directory / "bilm" / "options.json")
-        shutil.copyfile(weights, directory / "bilm" / "lm_weights.hdf5")
+        (building / "bilm").mkdir()
+        shutil.copyfile(options, building / "bilm" / "options.json")
+        shutil.copyfile(weights, building / "bilm" / "lm_weights.hdf5")
         where = {"options": "bilm/options.json", "weights": "bilm/lm_weights.hdf5"}
     else:
         where = {"options": str(options), "weights": str(weights)}
     record = {"config": dataclasses.asdict(config), "bilm": where, **meta}
-    ckpt = Checkpointer(directory / "params", max_to_keep=1)
+    ckpt = Checkpointer(building / "params", max_to_keep=1)
     ckpt.save(0, {"params": params}, {"tagger": record["config"]})
     ckpt.close()
-    (directory / "tagger.json").write_text(json.dumps(record, indent=2, default=str))
+    (building / "tagger.json").write_text(json.dumps(record, indent=2, default=str))
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+        os.replace(building, directory)
+        shutil.rmtree(old)
+    else:
+        os.replace(building, directory)
     return directory
 
 
