@@ -1,12 +1,14 @@
 """An ELMo tagger's export (`WORKDIR/export/`) and tagging with it; no training code.
 
-tagger = load_tagger("runs/ner")            # an ElmoTagger NNX module, eval mode
-tags = tag_sentences(tagger, [["John", "lives", "in", "Paris"]])   # BIO
+    tagger = load_tagger("runs/ner")            # an ElmoTagger NNX module, eval mode
+    tags = tag_sentences(tagger, [["John", "lives", "in", "Paris"]])   # BIO
 
-tagger.json     the TaggerConfig (tag names and scheme), where the biLM is, the best epoch
-params/         the task parameters (an orbax checkpoint; the biLM is not in it)
-bilm/           options.json + lm_weights.hdf5 when copied (else tagger.json records the
-                biLM's absolute paths)
+An export folder holds:
+
+    tagger.json     the TaggerConfig (tag names and scheme), where the biLM is, the best epoch
+    params/         the task parameters (an orbax checkpoint; the biLM is not in it)
+    bilm/           options.json + lm_weights.hdf5 when copied (else tagger.json records the
+                    biLM's absolute paths)
 """
 
 from __future__ import annotations
