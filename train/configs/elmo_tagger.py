@@ -7,7 +7,8 @@
     python -m train.elmo_tagger --config train/configs/elmo_tagger.py --workdir runs/ner \
         --config.bilm.dir=... --config.data.format=tfds --config.data.train=train \
         --config.data.valid=dev --config.data.test=test --config.data.scheme=BIO
-    # The committed synthetic task (tests/fixtures/tagging), a tiny model, about a minute:
+    # The committed synthetic task (tests/fixtures/tagging; run from the repository root),
+    # a tiny model, about 30 s on 2 CPU cores:
     python -m train.elmo_tagger --config train/configs/elmo_tagger.py:tiny --workdir runs/tag \
         --config.bilm.options=options.json --config.bilm.weights=lm_weights.hdf5
 
