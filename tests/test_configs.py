@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+from elmo_jax.downstream.tagger_stage import TaggingSpec
 from elmo_jax.training import pretrain
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.training.lm_stage import lm_config
@@ -21,7 +22,9 @@ def load(name, variant):
 
 
 def test_every_config_is_covered():
-    assert len(NAMES) >= 8 and {"classify_trec", "elmo_lm1b", "predict"} <= set(NAMES)
+    assert len(NAMES) >= 8 and {"classify_trec", "elmo_lm1b", "elmo_tagger", "predict"} <= set(
+        NAMES
+    )
 
 
 @pytest.mark.parametrize("name,variant", CASES)
@@ -30,6 +33,14 @@ def test_config_loads_and_builds_its_plan(name, variant):
     if name.startswith("elmo_lm1b"):
         model, options = pretrain.model_config(config), pretrain.train_options(config)
         assert model.projection_dim > 0 and options.unroll_steps > 0
+        return
+    if name == "elmo_tagger":
+        spec = TaggingSpec.from_config(config.data)
+        assert spec.train and spec.valid and spec.test and config.mode == "train"
+        assert config.model.scheme in ("BIO", "BIOUL") and config.train.epochs >= 1
+        if variant == "tiny":
+            assert (CONFIGS.parents[1] / spec.path / spec.train).is_file()
+            assert config.model.hidden < 100
         return
     spec = DataSpec.from_config(config.data)
     if name.startswith("elmo_"):

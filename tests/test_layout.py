@@ -105,6 +105,7 @@ def test_train_holds_only_entry_points_and_configs():
         "demo.py",
         "elmo.py",
         "elmo_downstream.py",
+        "elmo_tagger.py",
         "reproduce.py",
         "ulmfit.py",
     }

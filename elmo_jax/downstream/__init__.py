@@ -1,1 +1,2 @@
-"""Task models on ELMo features and the program that trains them."""
+"""Task models on ELMo features (a sentence classifier, a BiLSTM-CRF tagger) and the programs
+that train them."""

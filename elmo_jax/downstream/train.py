@@ -88,12 +88,17 @@ class ClassBatches:
     def __iter__(self) -> ClassBatches:
         return self
 
-    def __next__(self) -> ClassBatch:
+    def next_rows(self) -> np.ndarray:
+        """The sentence indices of the next batch (and advance the position)."""
         if self.index == self.batches_per_epoch():
             self.epoch, self.index = self.epoch + 1, 0
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.cache))
         rows = order[self.index * self.batch_size : (self.index + 1) * self.batch_size]
         self.index += 1
+        return rows
+
+    def __next__(self) -> ClassBatch:
+        rows = self.next_rows()
         layers, mask = self.cache.batch(rows, self.layers)
         return ClassBatch(layers, mask, self.labels[rows])
 
