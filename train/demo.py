@@ -75,6 +75,7 @@ def configure(args):
             c.data.source, c.data.path = "imdb", "" if imdb == "tfds" else str(imdb)
         lm.data.lm_splits, lm.data.train_limit = ("unsupervised",), 1000
         clas.data.train_limit, clas.data.test_limit = 1000, 500
+        clas.data.valid_limit = 250  # scored after every epoch: a seeded 250 of the held-out 10%
         clas.train.max_tokens = 256
         where = "TFDS imdb_reviews" if imdb == "tfds" else imdb
         source = f"IMDb ({where}) with WikiText-2 pretraining ({WIKITEXT2})"
