@@ -133,14 +133,19 @@ def test_allennlp_fixture_through_the_module(shared_dir):
     assert worst < 1e-5  # tests/test_elmo_reference.py's
 
 
-def test_from_pretrained_needs_the_pretrained_module():
-    try:
-        import elmo_jax.weights.pretrained  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="elmo_jax.weights.pretrained"):
-            Elmo.from_pretrained("small")
-    else:
-        pytest.skip("elmo_jax.weights.pretrained exists: its own tests cover it")
+def test_from_pretrained_goes_through_the_registry(tmp_path, monkeypatch):
+    """`BiLM` / `Elmo.from_pretrained(name)` load `load_pretrained(name)`'s weights (the
+    registry's download path has its own tests; here it reads random released-layout files)."""
+    from elmo_jax.weights import pretrained
+
+    written = write_random_weights(CONFIG, tmp_path / "w.hdf5", tmp_path / "options.json", seed=3)
+    monkeypatch.setattr(
+        pretrained,
+        "load_pretrained",
+        lambda name: load_allennlp(tmp_path / "options.json", tmp_path / "w.hdf5"),
+    )
+    assert_trees_equal(BiLM.from_pretrained("small").to_params(), written)
+    assert_trees_equal(Elmo.from_pretrained("small").bilm.to_params(), written)
 
 
 class LinenElmoClassifier(linen.Module):

@@ -206,14 +206,22 @@ def test_from_workdir_reads_the_stage_exports(tmp_path):
     assert loaded.config == CLS
 
 
-def test_from_pretrained_needs_the_pretrained_module():
-    try:
-        import ulmfit_jax.weights.pretrained  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="ulmfit_jax.weights.pretrained"):
-            LanguageModel.from_pretrained("wt103_fwd")
-    else:
-        pytest.skip("ulmfit_jax.weights.pretrained exists: its own tests cover it")
+def test_from_pretrained_goes_through_the_registry(fastai_fixture, monkeypatch):
+    """`LanguageModel.from_pretrained(name)` is `load_pretrained(name)` in a module (the
+    registry's download path has its own tests; here it returns the fastai fixture)."""
+    from ulmfit_jax.weights import fastai, pretrained
+
+    root, _ = fastai_fixture
+    asked = []
+
+    def load_pretrained(name):
+        asked.append(name)
+        return fastai.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
+
+    monkeypatch.setattr(pretrained, "load_pretrained", load_pretrained)
+    model = LanguageModel.from_pretrained("wt103_fwd")
+    assert asked == ["wt103_fwd"]
+    assert_trees_equal(model.to_params(), LanguageModel.from_fastai(root / "lm.pth").to_params())
 
 
 # --------------------------------------------------------------------------------------------
