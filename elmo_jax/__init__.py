@@ -8,8 +8,7 @@ README.md for the API and the `python -m elmo_jax embed` command.
 # `ulmfit_jax.core` or one model, does not import every module of the package.
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ulmfit_jax.core.lazy import lazy_exports
 
 _EXPORTS = {
     "BiLMConfig": "elmo_jax.model.config",
@@ -56,13 +55,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

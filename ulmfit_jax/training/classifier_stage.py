@@ -221,18 +221,7 @@ def classify_stage(
         _log_data(run, data, len(vocab), lm_params is not None, loader, mesh, shard_count)
         keeper = BestKeeper(run.workdir, monitor, t.patience)
 
-        def after_epoch(epoch: int, state: dict) -> bool:
-            if keeper.seen(epoch):
-                return keeper.should_stop
-            metrics = evaluate(state["params"])
-            step = int(state["step"])
-            improved = keeper.update(epoch, step, metrics, state["params"])
-            run.metrics.write(step, metrics, prefix="valid/")
-            run.log(
-                f"epoch {epoch + 1}: valid {_summary(metrics)}"
-                + (f" (best {monitor} so far)" if improved else "")
-            )
-            return keeper.should_stop
+        after_epoch = keeper.epoch_callback(run, evaluate, _summary)
 
         state = run_phases(
             run,
@@ -247,8 +236,7 @@ def classify_stage(
         )
         best = dict(keeper.best)
         best_params = keeper.best_params(state["params"])
-        best_epoch = next(h for h in keeper.history if h["epoch"] == best["epoch"])
-        results = {f"valid/{k}": v for k, v in best_epoch.items() if k not in ("epoch", "step")}
+        results = {f"valid/{k}": v for k, v in keeper.best_metrics.items()}
         run.log(
             f"best epoch {best['epoch'] + 1} by valid {monitor} = {best['value']:.4f}; "
             "exporting its parameters"

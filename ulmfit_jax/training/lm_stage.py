@@ -179,18 +179,16 @@ def lm_stage(
         )
         keeper = BestKeeper(run.workdir, t.monitor or "loss", t.patience)
 
-        def after_epoch(epoch: int, state: dict) -> bool:
-            if keeper.seen(epoch):
-                return keeper.should_stop
-            metrics = evaluate_lm(state["params"], model, valid.epoch_batches(0), mesh)
-            improved = keeper.update(epoch, int(state["step"]), metrics, state["params"])
-            run.metrics.write(int(state["step"]), metrics, prefix="valid/")
-            run.log(
-                f"epoch {epoch + 1}: valid loss {metrics['loss']:.4f}, perplexity "
-                f"{metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"
-                + (" (best so far)" if improved else "")
+        def evaluate(params) -> dict[str, float]:
+            return evaluate_lm(params, model, valid.epoch_batches(0), mesh)
+
+        def describe(m: dict[str, float]) -> str:
+            return (
+                f"loss {m['loss']:.4f}, perplexity {m['perplexity']:.1f}, "
+                f"accuracy {m['accuracy']:.3f}"
             )
-            return keeper.should_stop
+
+        after_epoch = keeper.epoch_callback(run, evaluate, describe)
 
         state = run_phases(
             run,
@@ -205,11 +203,7 @@ def lm_stage(
             after_epoch=after_epoch,
         )
         best = dict(keeper.best)
-        metrics = {
-            k: v
-            for k, v in next(h for h in keeper.history if h["epoch"] == best["epoch"]).items()
-            if k not in ("epoch", "step")
-        }
+        metrics = keeper.best_metrics
         best_params = keeper.best_params(state["params"])
         keeper.close()
         export_params(workdir, best_params, dict(meta, valid=metrics, best=best))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,34 @@ class BestKeeper:
             self.best = {"epoch": epoch, "step": step, "value": value, "monitor": self.monitor}
         self._write()
         return improved
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        """The best epoch's validation metrics (without its epoch and step)."""
+        if self.best is None:
+            raise ValueError("no epoch has been evaluated yet")
+        record = next(h for h in self.history if h["epoch"] == self.best["epoch"])
+        return {k: v for k, v in record.items() if k not in ("epoch", "step")}
+
+    def epoch_callback(
+        self, run, evaluate: Callable[[Any], dict[str, float]], describe: Callable[[dict], str]
+    ) -> Callable[[int, dict], bool]:
+        """`after_epoch(epoch, state) -> stop` for `run_phases`: evaluate the state's
+        parameters once per epoch (an epoch already recorded is not evaluated again), record
+        and log the metrics as `valid/*`, and say whether to stop early."""
+
+        def after_epoch(epoch: int, state: dict) -> bool:
+            if self.seen(epoch):
+                return self.should_stop
+            metrics = evaluate(state["params"])
+            step = int(state["step"])
+            improved = self.update(epoch, step, metrics, state["params"])
+            run.metrics.write(step, metrics, prefix="valid/")
+            best = f" (best {self.monitor} so far)" if improved else ""
+            run.log(f"epoch {epoch + 1}: valid {describe(metrics)}{best}")
+            return self.should_stop
+
+        return after_epoch
 
     @property
     def epochs_since_best(self) -> int:
