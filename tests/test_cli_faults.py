@@ -85,8 +85,9 @@ def test_unknown_variant_is_one_line_and_verbose_shows_the_traceback(tmp_path):
     assert "Traceback" in verbose.stderr and "train.ulmfit: error: " in verbose.stderr
 
 
-def test_bad_inputs_of_a_run_are_one_line(tmp_path, fixtures_dir):
-    """A truncated fastai `.pth`, batch size 0, a workdir that cannot be created."""
+def test_bad_inputs_of_a_run_are_one_line(tmp_path, fixtures_dir, shared_dir):
+    """A truncated fastai `.pth`, batch size 0, a workdir that cannot be created (the IMDb
+    config reads ../shared, so the test skips without it)."""
     truncated = tmp_path / "lm.pth"
     truncated.write_bytes((fixtures_dir / "fastai" / "lm.pth").read_bytes()[:3000])
     result = program(
