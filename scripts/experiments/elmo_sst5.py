@@ -10,7 +10,13 @@ Data: `../shared/data/sst/trainDevTestTrees_PTB.zip` as the local format "sst" (
 the test split is evaluated once at the end. Each (features, seed) pair is one
 `python -m train.elmo_downstream` run in `WORKDIR/{elmo,cnn}_seed{S}`; a finished run (its
 export written) is skipped, an interrupted one resumed. Prints one line per run and the mean and
-standard deviation of test accuracy per feature set, and writes them to `WORKDIR/summary.json`.
+sample standard deviation of test accuracy per feature set, and the TF-IDF + logistic regression
+baseline's, and writes them to `WORKDIR/summary.json`.
+
+The task model's defaults (a 128-unit BiLSTM, Adam at 3e-3, dropout 0.2 on the mixed ELMo, up
+to 30 epochs with patience 6) were chosen on the dev split, seed 0, over the sentence program's
+own (64 units, 1e-3, 0.5, 10 epochs, patience 3): dev accuracy 0.372 against 0.352 with ELMo,
+0.381 against 0.329 with the character-CNN layer.
 """
 
 from __future__ import annotations
@@ -42,7 +48,26 @@ def config_for(args, seed: int, layers: tuple[int, ...]):
     c.classifier.hidden = args.hidden
     c.train.epochs = args.epochs
     c.train.patience = args.patience
+    c.train.learning_rate = args.lr
+    c.classifier.elmo_dropout = args.elmo_dropout
     return c
+
+
+def tfidf_baseline(data: str, binary: bool) -> dict:
+    """The baseline a practitioner tries first: TF-IDF word 1-2 grams + logistic regression on
+    the same sentences, `C` chosen on the dev split (scikit-learn; deterministic, so one run)."""
+    from ulmfit_jax.core.data.sst import read_sst
+    from ulmfit_jax.training.baselines import tfidf_logistic
+
+    path = Path(data) / "trainDevTestTrees_PTB.zip" if Path(data).is_dir() else Path(data)
+    if not path.exists():
+        path = Path(data)
+    splits = {s: list(read_sst(path, s, binary=binary)) for s in ("train", "dev", "test")}
+    texts = {s: [t for t, _ in rows] for s, rows in splits.items()}
+    labels = {s: np.array([y for _, y in rows]) for s, rows in splits.items()}
+    return tfidf_logistic(
+        texts["train"], labels["train"], texts["dev"], labels["dev"], texts["test"], labels["test"]
+    )
 
 
 def main() -> None:
@@ -55,9 +80,12 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/sst")
     parser.add_argument("--tfds-dir", default="", help="where to prepare the local dataset")
     parser.add_argument("--binary", action="store_true", help="SST-2 (neutral dropped)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=64, help="BiLSTM size per direction")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--hidden", type=int, default=128, help="BiLSTM size per direction")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    parser.add_argument("--elmo-dropout", type=float, default=0.2, help="on the mixed ELMo")
+    parser.add_argument("--no-baseline", action="store_true", help="skip TF-IDF + LR")
     args = parser.parse_args()
     if not args.bilm and not (args.options and args.weights):
         parser.error("give --bilm or both --options and --weights")
@@ -81,10 +109,21 @@ def main() -> None:
                 flush=True,
             )
     summary = {
-        name: {"mean": float(np.mean(a)), "std": float(np.std(a)), "runs": a}
+        name: {
+            "mean": float(np.mean(a)),
+            "std": float(np.std(a, ddof=min(1, len(a) - 1))),
+            "runs": a,
+        }
         for name, a in results.items()
     }
-    for name, s in summary.items():
+    if not args.no_baseline:
+        summary["tfidf"] = tfidf_baseline(args.data, args.binary)
+        print(
+            f"tfidf: test accuracy {summary['tfidf']['test_accuracy']:.4f} "
+            f"(C={summary['tfidf']['C']:g} chosen on dev)"
+        )
+    for name in results:
+        s = summary[name]
         print(f"{name:>4}: test accuracy {s['mean']:.4f} +- {s['std']:.4f} over {len(s['runs'])}")
     (Path(args.workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
 
