@@ -98,3 +98,48 @@ def test_tfidf_baseline_chooses_c_on_validation():
     assert set(result["by_C"]) == {0.01, 10.0} and result["C"] in result["by_C"]
     assert result["valid_accuracy"] == max(result["by_C"].values())
     assert result["test_accuracy"] == 1.0
+
+
+def test_whole_size_reads_whole_reviews_and_runs_three_seeds_of_the_small_cells(plan):
+    whole = dict(plan("whole"))
+    assert whole["imdb1k_ulmfit"].train.max_tokens == 0  # BPT3C over the whole review
+    assert whole["imdb1k_ulmfit"].model.max_len == 64 * 20
+    assert whole["lm_imdb"].data.train_limit == 0  # all 25,000 + 50,000 reviews
+    for task in ("imdb100", "imdb1k"):
+        seeds = [whole[reproduce.cell(task, "ulmfit", s)].seed for s in range(3)]
+        assert seeds == [0, 1, 2]
+        assert reproduce.cell(task, "ulmfit", 3) not in whole
+    assert "imdb25k_ulmfit_s1" not in whole and "trec_scratch_s1" not in whole
+
+
+def test_seeds_of_a_cell_share_seed_zeros_lr_find():
+    assert reproduce.lr_find_name("imdb100_ulmfit") == "imdb100_ulmfit_lrfind"
+    assert reproduce.lr_find_name("imdb100_ulmfit_s2") == "imdb100_ulmfit_lrfind"
+    assert reproduce.lr_find_name("imdb1k_ulmfit_bwd_s1") == "imdb1k_ulmfit_bwd_lrfind"
+    assert reproduce.lr_find_name("lm_imdb") == "lm_imdb_lrfind"
+    assert reproduce.lr_find_name("pretrain_bwd") is None
+
+
+def test_found_rates_keep_the_recipes_ratios(plan):
+    config = dict(plan())["imdb1k_ulmfit"]  # 2e-2, 1e-2, 5e-3, 1e-3
+    scaled = reproduce.found_rates(config, 4e-3).phases
+    assert [lr for _, _, lr in scaled] == pytest.approx([4e-3, 2e-3, 1e-3, 2e-4])
+    assert [(g, e) for g, e, _ in scaled] == [(1, 2), (2, 2), (3, 2), (0, 4)]
+
+
+def test_report_gives_mean_and_spread_over_seeds():
+    results = {
+        reproduce.cell("imdb1k", "tfidf", s): {"accuracy": a}
+        for s, a in enumerate((0.80, 0.82, 0.84))
+    }
+    assert reproduce.error_cell(results, "imdb1k", "tfidf") == "18.0% ± 2.0 (3)"
+    assert reproduce.error_cell(results, "imdb1k", "ulmfit") == "…"
+
+
+def test_a_finished_stage_whose_folder_is_gone_runs_again(plan, tmp_path):
+    stages = plan()
+    results = {"pretrain": {"perplexity": 90.0}, "lm_trec": {"perplexity": 50.0}}
+    (tmp_path / "lm_trec").mkdir()
+    reproduce.forget_lost_dependencies(tmp_path, results, stages)
+    assert "pretrain" not in results  # lm_imdb, still to run, starts from it
+    assert "lm_trec" in results  # its folder is still there

@@ -19,7 +19,13 @@ The experiments, in the order they run (forward models first, so the table fills
   <task>_ulmfit     (c) full ULMFiT: fine-tuned LM, discriminative LR, STLR, gradual unfreezing
   <task>_ulmfit_bwd     the same on the backward LM; (d) is the average of (c) and this
 
-for the tasks imdb100, imdb1k, imdb25k (IMDb with 100, 1,000, 25,000 training labels) and trec.
+for the tasks imdb100, imdb1k, imdb25k (IMDb with 100, 1,000, 25,000 training labels) and trec,
+and `<task>_tfidf`, TF-IDF + logistic regression on the same documents. Sizes with several
+seeds add `<task>_<variant>_s1`, `_s2`, ... for the 100- and 1k-label cells (each seed its own
+labelled subset, validation split and initialisation; the table gives mean ± spread). Sizes
+with `lr_find` first run `<stage>_lrfind` (fastai's finder on the stage's first phase, seed 0)
+and train at its "valley" rate. A finished stage whose folder is gone (a new machine: only
+`results.json` is committed) runs again when a later stage starts from it.
 A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
 another, so a rerun never mixes small and full-size stages in one table.
 """
@@ -30,6 +36,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -56,6 +63,9 @@ class Size:
     imdb_max_tokens: int  # IMDb classifiers read each review's first N tokens
     imdb_test_limit: int  # IMDb test accuracy on a seeded subset of this many reviews
     imdb_lm_docs_per_split: int  # LM fine-tuning on this many of train and of unsupervised
+    seeds: int = 1  # seeds of the 100- and 1k-label cells (each seed: its own labelled subset)
+    lr_find: bool = False  # fine-tuning and classifier rates from lr_find (see `found_rates`)
+    lm_phases: tuple = ((1, 1, 1e-2), (0, 1, 3e-3))  # IMDb LM fine-tuning (groups, epochs, lr)
 
 
 SIZES = {
@@ -64,6 +74,17 @@ SIZES = {
     # first 128 tokens of a review (2 BPT3C chunks) keep the 25k-label runs in the budget; the
     # 5,000 test reviews give ±0.7 points of standard error.
     "small": Size(128, 384, 15000, 64, 128, 5000, 6000),
+    # The "small" model with the levers of the second table: whole reviews (BPT3C up to
+    # 64 * 20 = 1,280 tokens, fastai's max_len at this bptt) and LM fine-tuning on all 75,000
+    # train + unlabelled reviews.
+    # One epoch over those ~20M tokens is what a session's hours allow (~1 h), at a rate found
+    # by lr_find; every classifier's first rate is found by lr_find too (the others keep the
+    # recipe's ratios to it), and the 100- and 1k-label cells run with 3 seeds.
+    "whole": Size(
+        128, 384, 15000, 64, 0, 5000, 0, seeds=3, lr_find=True, lm_phases=((0, 1, 3e-3),)
+    ),
+    # The same at the recipes' hand-set rates (TASKS, `lm_phases`): what lr_find changes.
+    "whole_recipe": Size(128, 384, 15000, 64, 0, 5000, 0, seeds=3, lm_phases=((0, 1, 3e-3),)),
     # fastai's size and data, for a GPU or TPU: 400/1152, a 60k vocabulary, bptt 72, whole
     # reviews (BPT3C up to 72 * 20 tokens), all 75,000 reviews for LM fine-tuning, all 25,000
     # test reviews. Only the pretraining corpus stays WikiText-2 unless data.path is changed.
@@ -120,7 +141,7 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
         lm.data.lm_splits = ("train", "unsupervised")
         lm.data.train_limit = sz.imdb_lm_docs_per_split
         lm.model.drop_mult = 0.2
-        lm.phases = ((1, 1, 1e-2), (0, 1, 3e-3))
+        lm.phases = sz.lm_phases
         lm.init.workdir = run_dir("pretrain" + sfx)
         out.append(("lm_imdb" + sfx, lm))
 
@@ -135,7 +156,7 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
         for c in (pre, lm, lm_trec):
             c.backward = backward
 
-    def classifier(task, variant):
+    def classifier(task, variant, seed=0):
         limit, batch, phases, scratch_lr = TASKS[task]
         if task == "trec":
             c = common(classify_trec.get_config(), workdir, sz)
@@ -148,6 +169,7 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
             c.data.test_limit = sz.imdb_test_limit
         c.data.train_limit = limit
         c.train.batch_size = batch
+        c.seed = seed  # the labelled subset (train_limit), validation split and initialisation
         # The classifier chooses its epoch on its validation split; the test score of that
         # epoch is taken once, at the end (`test/accuracy`), and reported.
         c.eval.test_at_end = True
@@ -169,15 +191,44 @@ def experiments(workdir: Path, size: str = "small") -> list[tuple[str, object]]:
     backward = [(n, c) for n, c in out if n.endswith("_bwd")]
     ordered = list(forward)
     for task in ("trec", "imdb100", "imdb1k", "imdb25k"):
-        for variant in ("scratch", "nolmft", "ulmfit"):
-            ordered.append((f"{task}_{variant}", classifier(task, variant)))
+        for seed in task_seeds(task, sz):
+            for variant in ("scratch", "nolmft", "ulmfit"):
+                ordered.append((cell(task, variant, seed), classifier(task, variant, seed)))
     ordered += backward
     for task in ("trec", "imdb100", "imdb1k", "imdb25k"):
-        ordered.append((f"{task}_ulmfit_bwd", classifier(task, "ulmfit_bwd")))
+        for seed in task_seeds(task, sz):
+            ordered.append((cell(task, "ulmfit_bwd", seed), classifier(task, "ulmfit_bwd", seed)))
     return ordered
 
 
-def ensemble_config(task: str, workdir: Path, size: str = "small"):
+def task_seeds(task: str, size: Size) -> range:
+    """Seeds of a task's cells: `size.seeds` for the 100- and 1k-label cells, else one."""
+    return range(size.seeds if task in ("imdb100", "imdb1k") else 1)
+
+
+def cell(task: str, variant: str, seed: int = 0) -> str:
+    """A result's name: `imdb100_ulmfit` for seed 0, `imdb100_ulmfit_s1` for seed 1, ..."""
+    return f"{task}_{variant}" + (f"_s{seed}" if seed else "")
+
+
+def lr_find_name(name: str) -> str | None:
+    """The lr_find run whose rate stage `name` uses (seed 0's, shared by every seed of the
+    cell, so the seeds measure the spread of one recipe); None for pretraining."""
+    if name.startswith("pretrain"):
+        return None
+    return re.sub(r"_s\d+$", "", name) + "_lrfind"
+
+
+def found_rates(config, suggestion: float):
+    """`config` with its phases' rates scaled so that the first is lr_find's `suggestion`
+    (fastai's "valley"); the later phases keep the recipe's ratios to the first (ULMFiT's
+    2e-2, 1e-2, 5e-3, 1e-3 pattern becomes s, s/2, s/4, s/20)."""
+    first = config.phases[0][2]
+    config.phases = tuple((g, e, lr * suggestion / first) for g, e, lr in config.phases)
+    return config
+
+
+def ensemble_config(task: str, workdir: Path, size: str = "small", seed: int = 0):
     """The evaluate stage of (d): forward and backward ULMFiT classifiers averaged."""
     sz = SIZES[size]
     if task == "trec":
@@ -187,7 +238,11 @@ def ensemble_config(task: str, workdir: Path, size: str = "small"):
         c = common(evaluate_imdb.get_config(), workdir, sz)
         c.data.path = imdb_path(workdir)
         c.data.test_limit = sz.imdb_test_limit
-    c.eval.workdirs = (str(workdir / f"{task}_ulmfit"), str(workdir / f"{task}_ulmfit_bwd"))
+    c.seed = seed
+    c.eval.workdirs = (
+        str(workdir / cell(task, "ulmfit", seed)),
+        str(workdir / cell(task, "ulmfit_bwd", seed)),
+    )
     return c
 
 
@@ -239,23 +294,36 @@ def baseline(config) -> dict:
 
 def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     claim_size(workdir, size)
+    sz = SIZES[size]
     results = load_results(workdir)
     plan = experiments(workdir, size)
+    by_name = dict(plan)
     for task in TASKS:
-        name = f"{task}_tfidf"
-        if name in results or (only and only not in name):
-            continue
-        print(f"\n== {name} ==", flush=True)
-        results[name] = baseline(dict(plan)[f"{task}_scratch"])
-        print(
-            f"valid {results[name]['valid_accuracy']:.4f} (C={results[name]['C']:g}), "
-            f"test {results[name]['accuracy']:.4f}",
-            flush=True,
-        )
-        save_results(workdir, results)
+        for seed in task_seeds(task, sz):
+            name = cell(task, "tfidf", seed)
+            if name in results or (only and only not in name):
+                continue
+            print(f"\n== {name} ==", flush=True)
+            results[name] = baseline(by_name[cell(task, "scratch", seed)])
+            print(
+                f"valid {results[name]['valid_accuracy']:.4f} (C={results[name]['C']:g}), "
+                f"test {results[name]['accuracy']:.4f}",
+                flush=True,
+            )
+            save_results(workdir, results)
+    forget_lost_dependencies(workdir, results, plan, only)
     for name, config in plan:
         if name in results or (only and only not in name):
             continue
+        if sz.lr_find and (finder := lr_find_name(name)):
+            if finder not in results:
+                print(f"\n== {finder} ==", flush=True)
+                sweep = config.copy_and_resolve_references()
+                sweep.lr_find = True
+                results[finder] = ulmfit.run(sweep, str(workdir / finder))
+                save_results(workdir, results)
+            if valley := results[finder].get("valley"):  # else the recipe's own rates
+                config = found_rates(config, valley)
         stage_dir = workdir / name
         resume = stage_dir.exists()
         print(f"\n== {name} ({'resuming' if resume else 'starting'}) ==", flush=True)
@@ -268,15 +336,44 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
             results[name]["accuracy"] = float(metrics["test/accuracy"])
         save_results(workdir, results)
     for task in TASKS:
-        name = f"{task}_ensemble"
-        needed = (f"{task}_ulmfit", f"{task}_ulmfit_bwd")
-        if name in results or not all(n in results for n in needed):
-            continue
-        print(f"\n== {name} ==", flush=True)
-        metrics = ulmfit.run(ensemble_config(task, workdir, size), None)
-        results[name] = {"accuracy": float(metrics["ensemble"]["accuracy"])}
-        save_results(workdir, results)
+        for seed in task_seeds(task, sz):
+            name = cell(task, "ensemble", seed)
+            needed = (cell(task, "ulmfit", seed), cell(task, "ulmfit_bwd", seed))
+            if name in results or not all(n in results for n in needed):
+                continue
+            print(f"\n== {name} ==", flush=True)
+            metrics = ulmfit.run(ensemble_config(task, workdir, size, seed), None)
+            results[name] = {"accuracy": float(metrics["ensemble"]["accuracy"])}
+            save_results(workdir, results)
     return results
+
+
+def forget_lost_dependencies(workdir: Path, results: dict, plan, only: str = "") -> None:
+    """Drop from `results` the finished stages whose folders are gone but which a stage still
+    to run starts from (a new machine keeps `results.json` from git, not the checkpoints), so
+    that they run again first instead of the later stage failing."""
+    pending = [c for n, c in plan if n not in results and not (only and only not in n)]
+    needed = {Path(c.init.workdir).name for c in pending if c.init.workdir}
+    for name in sorted(needed):
+        if name in results and not (workdir / name).exists():
+            print(f"{name}: finished before, but its folder is gone; running it again")
+            del results[name]
+
+
+def error_cell(results: dict, task: str, variant: str) -> str:
+    """Test error of a cell: `12.3%` for one seed, `12.3% ± 0.4 (3)` (mean, sample standard
+    deviation, seeds) for several, `…` when none has finished."""
+    errors, seed = [], 0
+    while (r := results.get(cell(task, variant, seed))) is not None:
+        errors.append(100 * (1 - r["accuracy"]))
+        seed += 1
+    if not errors:
+        return "…"
+    if len(errors) == 1:
+        return f"{errors[0]:.1f}%"
+    mean = sum(errors) / len(errors)
+    std = (sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) ** 0.5
+    return f"{mean:.1f}% ± {std:.1f} ({len(errors)})"
 
 
 def report(results: dict) -> str:
@@ -291,8 +388,7 @@ def report(results: dict) -> str:
     for task in ("imdb100", "imdb1k", "imdb25k", "trec"):
         cells = []
         for variant in ("tfidf", "scratch", "nolmft", "ulmfit", "ulmfit_bwd", "ensemble"):
-            r = results.get(f"{task}_{variant}")
-            cells.append(f"{100 * (1 - r['accuracy']):.1f}%" if r else "…")
+            cells.append(error_cell(results, task, variant))
         lines.append(f"| {names[task]} | " + " | ".join(cells) + " |")
     lines += ["", "| language model | validation perplexity | minutes |", "| --- | --- | --- |"]
     for name in ("pretrain", "pretrain_bwd", "lm_imdb", "lm_imdb_bwd", "lm_trec", "lm_trec_bwd"):
