@@ -125,6 +125,7 @@ def test_found_rates_keep_the_recipes_ratios(plan):
     scaled = reproduce.found_rates(config, 4e-3).phases
     assert [lr for _, _, lr in scaled] == pytest.approx([4e-3, 2e-3, 1e-3, 2e-4])
     assert [(g, e) for g, e, _ in scaled] == [(1, 2), (2, 2), (3, 2), (0, 4)]
+    assert config.phases[0][2] == 2e-2  # the plan's own config is left as it was
 
 
 def test_report_gives_mean_and_spread_over_seeds():

@@ -221,12 +221,13 @@ def lr_find_name(name: str) -> str | None:
 
 
 def found_rates(config, suggestion: float):
-    """`config` with its phases' rates scaled so that the first is lr_find's `suggestion`
-    (fastai's "valley"); the later phases keep the recipe's ratios to the first (ULMFiT's
-    2e-2, 1e-2, 5e-3, 1e-3 pattern becomes s, s/2, s/4, s/20)."""
+    """A copy of `config` with its phases' rates scaled so that the first is lr_find's
+    `suggestion` (fastai's "valley"); the later phases keep the recipe's ratios to the first
+    (ULMFiT's 2e-2, 1e-2, 5e-3, 1e-3 pattern becomes s, s/2, s/4, s/20)."""
+    scaled = config.copy_and_resolve_references()
     first = config.phases[0][2]
-    config.phases = tuple((g, e, lr * suggestion / first) for g, e, lr in config.phases)
-    return config
+    scaled.phases = tuple((g, e, lr * suggestion / first) for g, e, lr in config.phases)
+    return scaled
 
 
 def ensemble_config(task: str, workdir: Path, size: str = "small", seed: int = 0):
