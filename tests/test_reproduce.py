@@ -1,6 +1,8 @@
 """train.reproduce: the experiment plan behind the README's results table (configs only; the
 training itself is tested in test_train_ulmfit)."""
 
+import dataclasses
+
 import pytest
 
 from train import reproduce
@@ -118,6 +120,18 @@ def test_seeds_of_a_cell_share_seed_zeros_lr_find():
     assert reproduce.lr_find_name("imdb1k_ulmfit_bwd_s1") == "imdb1k_ulmfit_bwd_lrfind"
     assert reproduce.lr_find_name("lm_imdb") == "lm_imdb_lrfind"
     assert reproduce.lr_find_name("pretrain_bwd") is None
+
+
+def test_lr_find_is_chosen_per_kind_of_stage():
+    whole, valley = reproduce.SIZES["whole"], reproduce.SIZES["whole_valley"]
+    assert not reproduce.uses_lr_find(whole, "lm_imdb")
+    assert not reproduce.uses_lr_find(whole, "imdb1k_ulmfit_s1")
+    assert reproduce.uses_lr_find(valley, "lm_trec_bwd")
+    assert reproduce.uses_lr_find(valley, "imdb1k_ulmfit_s1")
+    assert not reproduce.uses_lr_find(valley, "pretrain")
+    only_lm = dataclasses.replace(whole, lm_lr_find=True)
+    assert reproduce.uses_lr_find(only_lm, "lm_imdb")
+    assert not reproduce.uses_lr_find(only_lm, "trec_scratch")
 
 
 def test_found_rates_keep_the_recipes_ratios(plan):

@@ -23,8 +23,9 @@ for the tasks imdb100, imdb1k, imdb25k (IMDb with 100, 1,000, 25,000 training la
 and `<task>_tfidf`, TF-IDF + logistic regression on the same documents. Sizes with several
 seeds add `<task>_<variant>_s1`, `_s2`, ... for the 100- and 1k-label cells (each seed its own
 labelled subset, validation split and initialisation; the table gives mean ± spread). Sizes
-with `lr_find` first run `<stage>_lrfind` (fastai's finder on the stage's first phase, seed 0)
-and train at its "valley" rate. A finished stage whose folder is gone (a new machine: only
+with `lm_lr_find` (language-model fine-tuning) or `classifier_lr_find` first run
+`<stage>_lrfind` (fastai's finder on the stage's first phase, seed 0) and train at its "valley"
+rate. A finished stage whose folder is gone (a new machine: only
 `results.json` is committed) runs again when a later stage starts from it.
 A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
 another, so a rerun never mixes small and full-size stages in one table.
@@ -64,7 +65,8 @@ class Size:
     imdb_test_limit: int  # IMDb test accuracy on a seeded subset of this many reviews
     imdb_lm_docs_per_split: int  # LM fine-tuning on this many of train and of unsupervised
     seeds: int = 1  # seeds of the 100- and 1k-label cells (each seed: its own labelled subset)
-    lr_find: bool = False  # fine-tuning and classifier rates from lr_find (see `found_rates`)
+    lm_lr_find: bool = False  # LM fine-tuning rates from lr_find (see `found_rates`)
+    classifier_lr_find: bool = False  # classifier rates from lr_find
     lm_phases: tuple = ((1, 1, 1e-2), (0, 1, 3e-3))  # IMDb LM fine-tuning (groups, epochs, lr)
 
 
@@ -77,20 +79,23 @@ SIZES = {
     # The "small" model with the levers of the second table: whole reviews (BPT3C up to
     # 64 * 20 = 1,280 tokens, fastai's max_len at this bptt) and LM fine-tuning on all 75,000
     # train + unlabelled reviews.
-    # One epoch over those ~20M tokens is what a session's hours allow (~1 h), at a rate found
-    # by lr_find; every classifier's first rate is found by lr_find too (the others keep the
-    # recipe's ratios to it), and the 100- and 1k-label cells run with 3 seeds.
-    "whole": Size(
-        128, 384, 15000, 64, 0, 5000, 0, seeds=3, lr_find=True, lm_phases=((0, 1, 3e-3),)
-    ),
+    # One epoch over those ~20M tokens is what a session's hours allow (~1 h); the 100- and
+    # 1k-label cells run with 3 seeds. The rates are the recipes' (TASKS, `lm_phases`), not
+    # lr_find's valley (`whole_valley` below): on TREC-6's validation split the recipes beat
+    # the valley in all three classifier variants (accuracy 0.754-0.762 against 0.703-0.717),
+    # and on IMDb's LM the finder's curve is flat from 1e-7 to 1e-2 (loss 5.7 to 5.5), where
+    # the valley lands at 1.6e-4, 19x below the recipe.
+    "whole": Size(128, 384, 15000, 64, 0, 5000, 0, seeds=3, lm_phases=((0, 1, 3e-3),)),
     # fastai's size and data, for a GPU or TPU: 400/1152, a 60k vocabulary, bptt 72, whole
     # reviews (BPT3C up to 72 * 20 tokens), all 75,000 reviews for LM fine-tuning, all 25,000
     # test reviews. Only the pretraining corpus stays WikiText-2 unless data.path is changed.
     "full": Size(400, 1152, 60000, 72, 0, 0, 0),
 }
-# The "whole" experiments at the recipes' hand-set rates (TASKS, `lm_phases`): what lr_find
-# changes.
-SIZES["whole_recipe"] = dataclasses.replace(SIZES["whole"], lr_find=False)
+# The "whole" experiments with every fine-tuning and classifier stage's first rate at lr_find's
+# valley (the later phases keep the recipe's ratios to it): what lr_find changes.
+SIZES["whole_valley"] = dataclasses.replace(
+    SIZES["whole"], lm_lr_find=True, classifier_lr_find=True
+)
 
 # Per task: (train_limit, batch size, ULMFiT phases as (groups, epochs, lr), scratch lr).
 TASKS = {
@@ -220,6 +225,13 @@ def lr_find_name(name: str) -> str | None:
     return re.sub(r"_s\d+$", "", name) + "_lrfind"
 
 
+def uses_lr_find(size: Size, name: str) -> bool:
+    """Whether stage `name` trains at rates from lr_find in `size` (pretraining never does)."""
+    if name.startswith("pretrain"):
+        return False
+    return size.lm_lr_find if name.startswith("lm_") else size.classifier_lr_find
+
+
 def found_rates(config, suggestion: float):
     """A copy of `config` with its phases' rates scaled so that the first is lr_find's
     `suggestion` (fastai's "valley"); the later phases keep the recipe's ratios to the first
@@ -317,7 +329,7 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     for name, config in plan:
         if name in results or (only and only not in name):
             continue
-        if sz.lr_find and (finder := lr_find_name(name)):
+        if uses_lr_find(sz, name) and (finder := lr_find_name(name)):
             if finder not in results:
                 print(f"\n== {finder} ==", flush=True)
                 sweep = config.copy_and_resolve_references()
