@@ -114,6 +114,16 @@ def test_whole_size_reads_whole_reviews_and_runs_three_seeds_of_the_small_cells(
     assert "imdb25k_ulmfit_s1" not in whole and "trec_scratch_s1" not in whole
 
 
+def test_whole_size_measures_what_whole_reviews_buy(plan):
+    by_name = dict(plan("whole"))
+    first128, whole = by_name["imdb1k_ulmfit_first128"], by_name["imdb1k_ulmfit"]
+    assert (first128.train.max_tokens, whole.train.max_tokens) == (128, 0)
+    assert first128.init.workdir == whole.init.workdir and first128.seed == whole.seed == 0
+    assert "imdb1k_ulmfit_first128" not in dict(plan("small"))  # reads 128 tokens anyway
+    results = {"imdb1k_ulmfit": {"accuracy": 0.8}, "imdb1k_ulmfit_first128": {"accuracy": 0.75}}
+    assert "| first 128 tokens | 25.0% |" in reproduce.report(results)
+
+
 def test_seeds_of_a_cell_share_seed_zeros_lr_find():
     assert reproduce.lr_find_name("imdb100_ulmfit") == "imdb100_ulmfit_lrfind"
     assert reproduce.lr_find_name("imdb100_ulmfit_s2") == "imdb100_ulmfit_lrfind"
