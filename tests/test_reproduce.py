@@ -168,3 +168,29 @@ def test_a_finished_stage_whose_folder_is_gone_runs_again(plan, tmp_path):
     reproduce.forget_lost_dependencies(tmp_path, results, stages)
     assert "pretrain" not in results  # lm_imdb, still to run, starts from it
     assert "lm_trec" in results  # its folder is still there
+
+
+def test_epoch_choice_compares_the_exported_epoch_with_the_last(tmp_path):
+    """scripts/experiments/epoch_choice.py: the README's line on choosing epochs on validation."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "experiments" / "epoch_choice.py"
+    spec = importlib.util.spec_from_file_location("epoch_choice", script)
+    epoch_choice = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(epoch_choice)
+
+    def stage(name, monitor, accuracies, best):
+        (tmp_path / name).mkdir()
+        epochs = [{"epoch": i, "accuracy": a} for i, a in enumerate(accuracies)]
+        history = {"monitor": monitor, "best": {"epoch": best, "value": accuracies[best]}}
+        (tmp_path / name / "valid_history.json").write_text(
+            json.dumps(dict(history, epochs=epochs))
+        )
+
+    stage("imdb100_ulmfit", "accuracy", [0.5, 0.7, 0.6], best=1)
+    stage("imdb100_scratch", "accuracy", [0.5, 0.6, 0.55], best=1)  # still running
+    stage("lm_imdb", "loss", [0.2], best=0)  # language models choose by loss
+    (tmp_path / "results.json").write_text(json.dumps({"imdb100_ulmfit": {}, "lm_imdb": {}}))
+    assert epoch_choice.epoch_choices(tmp_path) == [("imdb100_ulmfit", 2, 3, 0.7, 0.6)]
