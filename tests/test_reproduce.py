@@ -194,3 +194,34 @@ def test_epoch_choice_compares_the_exported_epoch_with_the_last(tmp_path):
     stage("lm_imdb", "loss", [0.2], best=0)  # language models choose by loss
     (tmp_path / "results.json").write_text(json.dumps({"imdb100_ulmfit": {}, "lm_imdb": {}}))
     assert epoch_choice.epoch_choices(tmp_path) == [("imdb100_ulmfit", 2, 3, 0.7, 0.6)]
+
+
+def test_linear_probe_features_are_the_classifier_heads_input():
+    """scripts/experiments/linear_probe.py: batched, length-sorted, padded features equal the
+    concat pool of each document encoded alone (the README's probe of the frozen encoder)."""
+    import importlib.util
+    from pathlib import Path
+
+    import jax
+    import numpy as np
+
+    from ulmfit_jax.models import classifier
+    from ulmfit_jax.models.classifier import ClassifierConfig
+
+    script = Path(__file__).parents[1] / "scripts" / "experiments" / "linear_probe.py"
+    spec = importlib.util.spec_from_file_location("linear_probe", script)
+    linear_probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(linear_probe)
+
+    model = ClassifierConfig(vocab_size=30, n_class=2, emb_sz=4, n_hid=6, n_layers=2, bptt=5)
+    params = classifier.init_classifier_params(jax.random.key(0), model)
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(2, 30, size=n).astype(np.int32) for n in (3, 12, 5, 1, 9)]
+    pooled, bags = linear_probe.encode(params, model, docs)
+    for doc, row, bag in zip(docs, pooled, bags, strict=True):
+        tokens, lengths = classifier.pad_documents([doc], model)
+        outputs, keep = classifier.bpt3c_encode(params["encoder"], model, tokens, lengths, None)
+        expected = classifier.masked_concat_pool(outputs, keep, lengths)[0]
+        np.testing.assert_allclose(row, expected, atol=1e-6)
+        embedding = np.asarray(params["encoder"]["embedding"])
+        np.testing.assert_allclose(bag, embedding[doc].mean(axis=0), atol=1e-6)
