@@ -72,6 +72,16 @@ def test_local_format(tmp_path, fmt):
     assert len(list(dev)) == (1 if fmt == "sst2" else 2)
 
 
+def test_read_sst_takes_the_folder_holding_the_zip(tmp_path):
+    """As the local format does: `../shared/data/sst` is such a folder."""
+    write_zip(tmp_path / "trainDevTestTrees_PTB.zip")
+    want = list(read_sst(tmp_path / "trainDevTestTrees_PTB.zip", "dev"))
+    assert want and list(read_sst(tmp_path, "dev")) == want
+    (tmp_path / "other.zip").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no SST trees"):
+        list(read_sst(tmp_path, "dev"))
+
+
 def test_the_real_treebank_counts(shared_dir):
     archive = shared_dir / "data" / "sst" / "trainDevTestTrees_PTB.zip"
     if not archive.is_file():

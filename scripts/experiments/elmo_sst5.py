@@ -59,10 +59,7 @@ def tfidf_baseline(data: str, binary: bool) -> dict:
     from ulmfit_jax.core.data.sst import read_sst
     from ulmfit_jax.training.baselines import tfidf_logistic
 
-    path = Path(data) / "trainDevTestTrees_PTB.zip" if Path(data).is_dir() else Path(data)
-    if not path.exists():
-        path = Path(data)
-    splits = {s: list(read_sst(path, s, binary=binary)) for s in ("train", "dev", "test")}
+    splits = {s: list(read_sst(data, s, binary=binary)) for s in ("train", "dev", "test")}
     texts = {s: [t for t, _ in rows] for s, rows in splits.items()}
     labels = {s: np.array([y for _, y in rows]) for s, rows in splits.items()}
     return tfidf_logistic(

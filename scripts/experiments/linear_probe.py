@@ -10,8 +10,8 @@ embeddings, no LSTM), and TF-IDF + logistic regression on the same documents. Te
 touched. The probe isolates the encoder: if its features trail TF-IDF, no fine-tuning recipe
 on 1,000 labels is likely to close the gap, and the lever is the language model.
 
-    PYTHONPATH=. python scripts/experiments/linear_probe.py --workdir runs/whole --cell imdb1k_ulmfit \
-        --lm pretrain --lm lm_imdb
+    PYTHONPATH=. python scripts/experiments/linear_probe.py --workdir runs/whole \
+        --cell imdb1k_ulmfit --lm pretrain --lm lm_imdb
 
 Prints a Markdown table (needs scikit-learn).
 """

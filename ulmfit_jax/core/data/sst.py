@@ -93,7 +93,7 @@ def iter_tree_lines(path: str | os.PathLike, split: str) -> Iterator[tuple[str, 
     """`(location, line)` of one split's tree file: `path` is the zip, or a folder (module
     docstring)."""
     name = _tree_file(split)
-    path = pathlib.Path(path).expanduser()
+    path = trees_source(pathlib.Path(path).expanduser())
     if path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             member = _zip_member(archive, name)
@@ -113,7 +113,7 @@ def read_sst(
     """`(sentence, label name)` of every sentence of a split, in file order.
 
     Args:
-      path: the zip, or a folder of the tree files (module docstring).
+      path: the zip, a folder holding it, or a folder of the tree files (module docstring).
       split: "train", "dev" (or "validation") or "test".
       binary: SST-2: neutral (2) dropped, 0-1 "negative", 3-4 "positive".
       unescape: undo the PTB escapes (module docstring).
@@ -136,10 +136,9 @@ def find_tree_folder(path: pathlib.Path) -> pathlib.Path:
     )
 
 
-def tree_folder(path: str | os.PathLike, cache_dir: str | os.PathLike) -> pathlib.Path:
-    """A folder of the three tree files for `path`, extracting a zip (the path itself or the
-    only `*.zip` in the folder) into `cache_dir` once, keyed by its size and mtime."""
-    path = pathlib.Path(path).expanduser().resolve()
+def trees_source(path: pathlib.Path) -> pathlib.Path:
+    """Where the trees are: `path` itself (the zip, or a folder of the tree files), or the only
+    `*.zip` in a folder that holds no tree files (`../shared/data/sst`)."""
     if path.is_dir():
         try:
             return find_tree_folder(path)
@@ -147,7 +146,16 @@ def tree_folder(path: str | os.PathLike, cache_dir: str | os.PathLike) -> pathli
             zips = sorted(path.glob("*.zip"))
             if len(zips) != 1:
                 raise
-            path = zips[0]
+            return zips[0]
+    return path
+
+
+def tree_folder(path: str | os.PathLike, cache_dir: str | os.PathLike) -> pathlib.Path:
+    """A folder of the three tree files for `path`, extracting a zip (the path itself or the
+    only `*.zip` in the folder) into `cache_dir` once, keyed by its size and mtime."""
+    path = trees_source(pathlib.Path(path).expanduser().resolve())
+    if path.is_dir():
+        return path
     if not (path.is_file() and zipfile.is_zipfile(path)):
         raise FileNotFoundError(f"no SST trees at {path}: expected the PTB-trees zip or folder")
     st = path.stat()
