@@ -30,6 +30,7 @@ from elmo_jax.embedding.files import Embedder, bucket_length
 from elmo_jax.model.bilm import bilm_apply, remove_sentence_boundaries
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.scalar_mix import init_scalar_mix, scalar_mix
+from ulmfit_jax.core.nn.dropout import dropout
 from ulmfit_jax.core.nn.lstm import init_lstm_params, lstm_layer
 
 Params = dict
@@ -80,11 +81,6 @@ def init_classifier(rng: jax.Array, config: ClassifierConfig) -> Params:
     }
 
 
-def _dropout(key, rate: float, x: jax.Array) -> jax.Array:
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def classifier_logits(
     params: Params,
     config: ClassifierConfig,
@@ -123,7 +119,7 @@ def classifier_logits(
         do_layer_norm=config.do_layer_norm,
     )  # [B, T, D]
     if train and config.elmo_dropout > 0.0:
-        mixed = _dropout(keys[0], config.elmo_dropout, mixed)
+        mixed = dropout(keys[0], config.elmo_dropout, mixed)
     if config.hidden:
         lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
         enc = params["encoder"]
@@ -139,7 +135,7 @@ def classifier_logits(
     )
     pooled = jnp.where(jnp.isfinite(pooled), pooled, 0.0)  # empty sentences: max over nothing
     if train and config.dropout > 0.0:
-        pooled = _dropout(keys[1], config.dropout, pooled)
+        pooled = dropout(keys[1], config.dropout, pooled)
     return pooled @ params["output"]["w"] + params["output"]["b"]
 
 

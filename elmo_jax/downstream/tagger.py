@@ -42,6 +42,7 @@ from elmo_jax.downstream.conll import to_scheme
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.scalar_mix import init_scalar_mix, scalar_mix
 from elmo_jax.nnx import Elmo
+from ulmfit_jax.core.nn.dropout import dropout
 from ulmfit_jax.core.nn.lstm import init_lstm_params, lstm_layer
 from ulmfit_jax.core.nn.nnx_params import ParamTree, draw_key, dropout_stream, to_arrays
 
@@ -125,11 +126,6 @@ def init_tagger(rng: jax.Array, config: TaggerConfig) -> Params:
     }
 
 
-def _dropout(key, rate: float, x: jax.Array) -> jax.Array:
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def emissions_from_mixed(
     params: Params,
     config: TaggerConfig,
@@ -165,7 +161,7 @@ def emissions_from_mixed(
         backward, _ = lstm_layer(layer["backward"], h, lengths=lengths, reverse=True)
         h = jnp.concatenate([forward, backward], axis=-1)  # [B, T, 2H], zero at padding
         if train and config.dropout > 0.0:
-            h = _dropout(keys[k], config.dropout, h)
+            h = dropout(keys[k], config.dropout, h)
     return h @ params["output"]["w"] + params["output"]["b"]
 
 
@@ -192,7 +188,7 @@ def tagger_emissions(
         params["scalar_mix"], jnp.moveaxis(layers, 1, 0), mask, do_layer_norm=config.do_layer_norm
     )
     if train and config.elmo_dropout > 0.0:
-        mixed = _dropout(k_elmo, config.elmo_dropout, mixed)
+        mixed = dropout(k_elmo, config.elmo_dropout, mixed)
     return emissions_from_mixed(params, config, mixed, mask, train=train, rng=k_rest)
 
 
