@@ -170,6 +170,15 @@ def test_a_finished_stage_whose_folder_is_gone_runs_again(plan, tmp_path):
     assert "lm_trec" in results  # its folder is still there
 
 
+def test_only_runs_the_stages_its_choice_starts_from(plan):
+    stages = plan("whole")
+    chosen = reproduce.selected_stages(stages, "imdb")
+    assert {"pretrain", "pretrain_bwd", "lm_imdb_bwd", "imdb25k_ulmfit_bwd"} <= chosen
+    assert not {"lm_trec", "lm_trec_bwd", "trec_ulmfit"} & chosen
+    assert reproduce.selected_stages(stages, "") == {name for name, _ in stages}
+    assert reproduce.selected_stages(stages, "trec_scratch") == {"trec_scratch"}
+
+
 def test_epoch_choice_compares_the_exported_epoch_with_the_last(tmp_path):
     """scripts/experiments/epoch_choice.py: the README's line on choosing epochs on validation."""
     import importlib.util

@@ -332,9 +332,10 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
                 flush=True,
             )
             save_results(workdir, results)
-    forget_lost_dependencies(workdir, results, plan, only)
+    chosen = selected_stages(plan, only)
+    forget_lost_dependencies(workdir, results, plan, chosen)
     for name, config in plan:
-        if name in results or (only and only not in name):
+        if name in results or name not in chosen:
             continue
         if uses_lr_find(sz, name) and (finder := lr_find_name(name)):
             if finder not in results:
@@ -369,11 +370,28 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     return results
 
 
-def forget_lost_dependencies(workdir: Path, results: dict, plan, only: str = "") -> None:
+def selected_stages(plan, only: str = "") -> set[str]:
+    """The stages `--only` runs: those whose name contains `only` (all when empty) and every
+    stage they start from, transitively (`--only imdb` runs `pretrain_bwd` before
+    `lm_imdb_bwd`), in the plan's order when run."""
+    by_name = dict(plan)
+    chosen = {n for n in by_name if not only or only in n}
+    todo = list(chosen)
+    while todo:
+        source = Path(by_name[todo.pop()].init.workdir or "").name
+        if source in by_name and source not in chosen:
+            chosen.add(source)
+            todo.append(source)
+    return chosen
+
+
+def forget_lost_dependencies(
+    workdir: Path, results: dict, plan, chosen: set[str] | None = None
+) -> None:
     """Drop from `results` the finished stages whose folders are gone but which a stage still
     to run starts from (a new machine keeps `results.json` from git, not the checkpoints), so
     that they run again first instead of the later stage failing."""
-    pending = [c for n, c in plan if n not in results and not (only and only not in n)]
+    pending = [c for n, c in plan if n not in results and (chosen is None or n in chosen)]
     needed = {Path(c.init.workdir).name for c in pending if c.init.workdir}
     for name in sorted(needed):
         if name in results and not (workdir / name).exists():
@@ -428,7 +446,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("runs/results"))
     parser.add_argument("--report", action="store_true", help="print the tables and exit")
-    parser.add_argument("--only", default="", help="run only experiments whose name has this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only experiments whose name has this, and the stages they start from",
+    )
     parser.add_argument(
         "--size", choices=sorted(SIZES), default="small", help="see SIZES in train/reproduce.py"
     )
