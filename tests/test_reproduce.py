@@ -8,6 +8,18 @@ import pytest
 from train import reproduce
 
 
+def experiment_script(name: str):
+    """scripts/experiments/<name>.py imported as a module (the folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def plan(monkeypatch, tmp_path):
     """`size` -> [(name, config)], with IMDb's location faked: building configs reads no data."""
@@ -181,14 +193,9 @@ def test_only_runs_the_stages_its_choice_starts_from(plan):
 
 def test_epoch_choice_compares_the_exported_epoch_with_the_last(tmp_path):
     """scripts/experiments/epoch_choice.py: the README's line on choosing epochs on validation."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    script = Path(__file__).parents[1] / "scripts" / "experiments" / "epoch_choice.py"
-    spec = importlib.util.spec_from_file_location("epoch_choice", script)
-    epoch_choice = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(epoch_choice)
+    epoch_choice = experiment_script("epoch_choice")
 
     def stage(name, monitor, accuracies, best):
         (tmp_path / name).mkdir()
@@ -208,19 +215,13 @@ def test_epoch_choice_compares_the_exported_epoch_with_the_last(tmp_path):
 def test_linear_probe_features_are_the_classifier_heads_input():
     """scripts/experiments/linear_probe.py: batched, length-sorted, padded features equal the
     concat pool of each document encoded alone (the README's probe of the frozen encoder)."""
-    import importlib.util
-    from pathlib import Path
-
     import jax
     import numpy as np
 
     from ulmfit_jax.models import classifier
     from ulmfit_jax.models.classifier import ClassifierConfig
 
-    script = Path(__file__).parents[1] / "scripts" / "experiments" / "linear_probe.py"
-    spec = importlib.util.spec_from_file_location("linear_probe", script)
-    linear_probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(linear_probe)
+    linear_probe = experiment_script("linear_probe")
 
     model = ClassifierConfig(vocab_size=30, n_class=2, emb_sz=4, n_hid=6, n_layers=2, bptt=5)
     params = classifier.init_classifier_params(jax.random.key(0), model)

@@ -33,6 +33,7 @@ from ulmfit_jax.data import corpus
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training.baselines import tfidf_logistic
+from ulmfit_jax.training.classifier_stage import model_config
 from ulmfit_jax.training.lm_stage import cache_dir
 from ulmfit_jax.weights.export import load_lm
 
@@ -107,15 +108,7 @@ def main(argv=None) -> str:
     for name in args.lm or ["pretrain", "lm_imdb"]:
         start = time.perf_counter()
         params, lm_config, vocab, _ = load_lm(args.workdir / name)
-        model = ClassifierConfig(
-            vocab_size=lm_config.vocab_size,
-            n_class=2,
-            emb_sz=lm_config.emb_sz,
-            n_hid=lm_config.n_hid,
-            n_layers=lm_config.n_layers,
-            bptt=config.model.bptt,
-            max_len=config.model.max_len,
-        )
+        model = model_config(config, lm_config.vocab_size, data.encoder.n_outputs, lm_config)
         train_ids = corpus.numericalize(train_docs, vocab)
         valid_ids = corpus.numericalize(valid_docs, vocab)
         unknown = float(np.mean(np.concatenate(train_ids) == 0))
