@@ -182,6 +182,40 @@ def test_a_finished_stage_whose_folder_is_gone_runs_again(plan, tmp_path):
     assert "lm_trec" in results  # its folder is still there
 
 
+def test_a_lost_stage_run_again_brings_back_the_lost_stage_it_starts_from(plan, tmp_path):
+    stages = plan("whole")
+    names = [name for name, _ in stages]
+    results = {name: {"accuracy": 0.5} for name in names if name != "imdb25k_ulmfit"}
+    for name in names:
+        if name not in ("pretrain", "lm_imdb", "imdb25k_ulmfit"):
+            (tmp_path / name).mkdir()
+    reproduce.forget_lost_dependencies(tmp_path, results, stages)
+    # imdb25k_ulmfit starts from lm_imdb, which starts from pretrain: both folders are gone
+    assert "lm_imdb" not in results and "pretrain" not in results
+    assert set(names) - set(results) == {"pretrain", "lm_imdb", "imdb25k_ulmfit"}
+
+
+def test_an_ensemble_member_without_its_test_outputs_runs_again(plan, tmp_path):
+    stages = plan("whole")
+    names = [name for name, _ in stages]
+    results = {name: {"accuracy": 0.5} for name in names if name != "imdb100_ulmfit_bwd"}
+    for name in names:
+        if name not in ("pretrain", "lm_imdb"):
+            (tmp_path / name).mkdir()
+    for name in reproduce.ensemble_members("imdb1k"):
+        (tmp_path / name / "test_outputs.npz").touch()
+    members = [*reproduce.ensemble_members("imdb100"), *reproduce.ensemble_members("imdb1k")]
+    reproduce.forget_lost_dependencies(tmp_path, results, stages, None, members)
+    # imdb100_ulmfit kept its folder, not its outputs: it runs again, and so do the language
+    # models it starts from, whose folders are gone; the imdb1k members kept theirs.
+    assert set(names) - set(results) == {
+        "imdb100_ulmfit",
+        "imdb100_ulmfit_bwd",
+        "lm_imdb",
+        "pretrain",
+    }
+
+
 def test_only_runs_the_stages_its_choice_starts_from(plan):
     stages = plan("whole")
     chosen = reproduce.selected_stages(stages, "imdb")

@@ -91,7 +91,12 @@ def pipeline_runs(corpora, tmp_path_factory):
         runs / "lm",
     )
     results["classify"] = ulmfit.run(
-        tiny_config(classify_imdb, corpora, **{"init.workdir": str(runs / "lm")}), runs / "clas"
+        tiny_config(
+            classify_imdb,
+            corpora,
+            **{"init.workdir": str(runs / "lm"), "eval.test_at_end": True},
+        ),
+        runs / "clas",
     )
     return runs, results
 
@@ -236,7 +241,9 @@ def test_finetune_from_fastai_weights(corpora, tmp_path, fixtures_dir):
 
 def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
     runs, _ = pipeline_runs
-    config = tiny_config(classify_imdb, corpora, **{"backward": True, "init.workdir": ""})
+    config = tiny_config(
+        classify_imdb, corpora, **{"backward": True, "init.workdir": "", "eval.test_at_end": True}
+    )
     ulmfit.run(config, tmp_path / "clas_bwd")
     from train.configs import evaluate_imdb
     from ulmfit_jax.inference.predictor import Predictor, ensemble_predict
@@ -253,6 +260,16 @@ def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
     workdirs = (str(runs / "clas"), str(tmp_path / "clas_bwd"))
     scores = ulmfit.run(tiny_config(evaluate_imdb, corpora, **{"eval.workdirs": workdirs}), None)
     assert set(scores) == {*workdirs, "ensemble"}
+    # The outputs each stage kept of its test pass give the evaluate stage's scores again.
+    from ulmfit_jax.inference.test_outputs import ensemble_accuracy, load_test_outputs
+
+    for w in workdirs:
+        saved = load_test_outputs(w)
+        assert (
+            list(saved["label_names"]) == ["neg", "pos"] and len(saved["targets"]) == 20
+        )  # tiny test_limit
+        assert ensemble_accuracy([w]) == pytest.approx(scores[w]["accuracy"], abs=1e-9)
+    assert ensemble_accuracy(workdirs) == pytest.approx(scores["ensemble"]["accuracy"], abs=1e-9)
     # A backward classifier cannot start from a forward language model.
     config = tiny_config(classify_imdb, corpora, **{"backward": True})
     config.init.workdir = str(runs / "lm")

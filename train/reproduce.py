@@ -27,7 +27,8 @@ labelled subset, validation split and initialisation; the table gives mean ± sp
 with `lm_lr_find` (language-model fine-tuning) or `classifier_lr_find` first run
 `<stage>_lrfind` (fastai's finder on the stage's first phase, seed 0) and train at its "valley"
 rate. A finished stage whose folder is gone (a new machine: only
-`results.json` is committed) runs again when a later stage starts from it.
+`results.json` is committed) runs again when a later stage starts from it; (d) is scored from
+its members' saved test outputs (`test_outputs.npz`), which a member that lost them makes again.
 A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
 another, so a rerun never mixes small and full-size stages in one table.
 """
@@ -46,12 +47,12 @@ from train import ulmfit
 from train.configs import (
     classify_imdb,
     classify_trec,
-    evaluate_imdb,
     finetune_lm_imdb,
     pretrain_wikitext2,
 )
 from ulmfit_jax.core.data.imdb import find_imdb
 from ulmfit_jax.core.paths import SHARED_DATA
+from ulmfit_jax.inference.test_outputs import TEST_OUTPUTS, ensemble_accuracy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,22 +250,9 @@ def found_rates(config, suggestion: float):
     return scaled
 
 
-def ensemble_config(task: str, workdir: Path, size: str = "small", seed: int = 0):
-    """The evaluate stage of (d): forward and backward ULMFiT classifiers averaged."""
-    sz = SIZES[size]
-    if task == "trec":
-        c = common(classify_trec.get_config(), workdir, sz)
-        c.stage = "evaluate"
-    else:
-        c = common(evaluate_imdb.get_config(), workdir, sz)
-        c.data.path = imdb_path(workdir)
-        c.data.test_limit = sz.imdb_test_limit
-    c.seed = seed
-    c.eval.workdirs = (
-        str(workdir / cell(task, "ulmfit", seed)),
-        str(workdir / cell(task, "ulmfit_bwd", seed)),
-    )
-    return c
+def ensemble_members(task: str, seed: int = 0) -> tuple[str, str]:
+    """The stages whose test outputs (d) averages: the forward and backward ULMFiT classifiers."""
+    return cell(task, "ulmfit", seed), cell(task, "ulmfit_bwd", seed)
 
 
 def load_results(workdir: Path) -> dict:
@@ -333,7 +321,16 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
             )
             save_results(workdir, results)
     chosen = selected_stages(plan, only)
-    forget_lost_dependencies(workdir, results, plan, chosen)
+    ensembles = [
+        (task, seed)
+        for task in TASKS
+        for seed in task_seeds(task, sz)
+        if cell(task, "ensemble", seed) not in results
+        and set(ensemble_members(task, seed)) <= chosen
+    ]
+    forget_lost_dependencies(
+        workdir, results, plan, chosen, [m for t, s in ensembles for m in ensemble_members(t, s)]
+    )
     for name, config in plan:
         if name in results or name not in chosen:
             continue
@@ -357,16 +354,16 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
         if "test/accuracy" in metrics:
             results[name]["accuracy"] = float(metrics["test/accuracy"])
         save_results(workdir, results)
-    for task in TASKS:
-        for seed in task_seeds(task, sz):
-            name = cell(task, "ensemble", seed)
-            needed = (cell(task, "ulmfit", seed), cell(task, "ulmfit_bwd", seed))
-            if name in results or not all(n in results for n in needed):
-                continue
-            print(f"\n== {name} ==", flush=True)
-            metrics = ulmfit.run(ensemble_config(task, workdir, size, seed), None)
-            results[name] = {"accuracy": float(metrics["ensemble"]["accuracy"])}
-            save_results(workdir, results)
+    for task, seed in ensembles:
+        name = cell(task, "ensemble", seed)
+        members = ensemble_members(task, seed)
+        if not all(m in results for m in members):
+            continue
+        print(f"\n== {name} ==", flush=True)
+        # The average of the members' saved test probabilities (their test_outputs.npz).
+        results[name] = {"accuracy": ensemble_accuracy([workdir / m for m in members])}
+        print(f"test {results[name]['accuracy']:.4f}", flush=True)
+        save_results(workdir, results)
     return results
 
 
@@ -386,17 +383,26 @@ def selected_stages(plan, only: str = "") -> set[str]:
 
 
 def forget_lost_dependencies(
-    workdir: Path, results: dict, plan, chosen: set[str] | None = None
+    workdir: Path, results: dict, plan, chosen: set[str] | None = None, outputs_needed=()
 ) -> None:
     """Drop from `results` the finished stages whose folders are gone but which a stage still
-    to run starts from (a new machine keeps `results.json` from git, not the checkpoints), so
-    that they run again first instead of the later stage failing."""
-    pending = [c for n, c in plan if n not in results and (chosen is None or n in chosen)]
-    needed = {Path(c.init.workdir).name for c in pending if c.init.workdir}
-    for name in sorted(needed):
-        if name in results and not (workdir / name).exists():
-            print(f"{name}: finished before, but its folder is gone; running it again")
+    to run starts from (a new machine keeps `results.json` from git, not the checkpoints), and
+    the stages of `outputs_needed` (a pending ensemble's members) whose `test_outputs.npz` is
+    gone, so that they run again first instead of a later stage failing."""
+    by_name = dict(plan)
+    todo = [n for n in by_name if n not in results and (chosen is None or n in chosen)]
+    for name in outputs_needed:
+        if name in results and not (workdir / name / TEST_OUTPUTS).is_file():
+            print(f"{name}: finished before, but its test outputs are gone; running it again")
             del results[name]
+            todo.append(name)
+    # A stage run again needs its own source too: follow the chain (lm_imdb lost, so pretrain).
+    while todo:
+        source = Path(by_name[todo.pop()].init.workdir or "").name
+        if source in results and not (workdir / source).exists():
+            print(f"{source}: finished before, but its folder is gone; running it again")
+            del results[source]
+            todo.append(source)
 
 
 def error_cell(results: dict, task: str, variant: str) -> str:
