@@ -173,13 +173,16 @@ def test_report_gives_mean_and_spread_over_seeds():
     assert reproduce.error_cell(results, "imdb1k", "ulmfit") == "…"
 
 
-def test_a_finished_stage_whose_folder_is_gone_runs_again(plan, tmp_path):
+def test_a_finished_stage_whose_export_is_gone_runs_again(plan, tmp_path):
     stages = plan()
     results = {"pretrain": {"perplexity": 90.0}, "lm_trec": {"perplexity": 50.0}}
-    (tmp_path / "lm_trec").mkdir()
+    (tmp_path / "lm_trec" / "export").mkdir(parents=True)
+    # A folder with checkpoints but no export: the stage was cut off after results.json said
+    # it had finished (results.json from git, the stage started again on a new machine).
+    (tmp_path / "pretrain" / "checkpoints").mkdir(parents=True)
     reproduce.forget_lost_dependencies(tmp_path, results, stages)
     assert "pretrain" not in results  # lm_imdb, still to run, starts from it
-    assert "lm_trec" in results  # its folder is still there
+    assert "lm_trec" in results  # its export is still there
 
 
 def test_a_lost_stage_run_again_brings_back_the_lost_stage_it_starts_from(plan, tmp_path):
@@ -188,9 +191,9 @@ def test_a_lost_stage_run_again_brings_back_the_lost_stage_it_starts_from(plan, 
     results = {name: {"accuracy": 0.5} for name in names if name != "imdb25k_ulmfit"}
     for name in names:
         if name not in ("pretrain", "lm_imdb", "imdb25k_ulmfit"):
-            (tmp_path / name).mkdir()
+            (tmp_path / name / "export").mkdir(parents=True)
     reproduce.forget_lost_dependencies(tmp_path, results, stages)
-    # imdb25k_ulmfit starts from lm_imdb, which starts from pretrain: both folders are gone
+    # imdb25k_ulmfit starts from lm_imdb, which starts from pretrain: both exports are gone
     assert "lm_imdb" not in results and "pretrain" not in results
     assert set(names) - set(results) == {"pretrain", "lm_imdb", "imdb25k_ulmfit"}
 
@@ -201,13 +204,13 @@ def test_an_ensemble_member_without_its_test_outputs_runs_again(plan, tmp_path):
     results = {name: {"accuracy": 0.5} for name in names if name != "imdb100_ulmfit_bwd"}
     for name in names:
         if name not in ("pretrain", "lm_imdb"):
-            (tmp_path / name).mkdir()
+            (tmp_path / name / "export").mkdir(parents=True)
     for name in reproduce.ensemble_members("imdb1k"):
         (tmp_path / name / "test_outputs.npz").touch()
     members = [*reproduce.ensemble_members("imdb100"), *reproduce.ensemble_members("imdb1k")]
     reproduce.forget_lost_dependencies(tmp_path, results, stages, None, members)
-    # imdb100_ulmfit kept its folder, not its outputs: it runs again, and so do the language
-    # models it starts from, whose folders are gone; the imdb1k members kept theirs.
+    # imdb100_ulmfit kept its export, not its outputs: it runs again, and so do the language
+    # models it starts from, whose exports are gone; the imdb1k members kept their outputs.
     assert set(names) - set(results) == {
         "imdb100_ulmfit",
         "imdb100_ulmfit_bwd",

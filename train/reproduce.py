@@ -26,7 +26,7 @@ seeds add `<task>_<variant>_s1`, `_s2`, ... for the 100- and 1k-label cells (eac
 labelled subset, validation split and initialisation; the table gives mean ± spread). Sizes
 with `lm_lr_find` (language-model fine-tuning) or `classifier_lr_find` first run
 `<stage>_lrfind` (fastai's finder on the stage's first phase, seed 0) and train at its "valley"
-rate. A finished stage whose folder is gone (a new machine: only
+rate. A finished stage whose export is gone (a new machine: only
 `results.json` is committed) runs again when a later stage starts from it; (d) is scored from
 its members' saved test outputs (`test_outputs.npz`), which a member that lost them makes again.
 A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
@@ -385,7 +385,7 @@ def selected_stages(plan, only: str = "") -> set[str]:
 def forget_lost_dependencies(
     workdir: Path, results: dict, plan, chosen: set[str] | None = None, outputs_needed=()
 ) -> None:
-    """Drop from `results` the finished stages whose folders are gone but which a stage still
+    """Drop from `results` the finished stages whose exports are gone but which a stage still
     to run starts from (a new machine keeps `results.json` from git, not the checkpoints), and
     the stages of `outputs_needed` (a pending ensemble's members) whose `test_outputs.npz` is
     gone, so that they run again first instead of a later stage failing."""
@@ -399,8 +399,8 @@ def forget_lost_dependencies(
     # A stage run again needs its own source too: follow the chain (lm_imdb lost, so pretrain).
     while todo:
         source = Path(by_name[todo.pop()].init.workdir or "").name
-        if source in results and not (workdir / source).exists():
-            print(f"{source}: finished before, but its folder is gone; running it again")
+        if source in results and not (workdir / source / "export").is_dir():
+            print(f"{source}: finished before, but its export is gone; running it again")
             del results[source]
             todo.append(source)
 
