@@ -106,6 +106,32 @@ def test_allowed_transitions_match_allennlp_for_bio():
         crf.allowed_transitions("BILOUX", BIO)
 
 
+def test_allowed_transitions_match_allennlp_for_iob1_and_bmes():
+    # AllenNLP's expected sets for these label lists (START and END are the last two indices).
+    iob1 = set(crf.allowed_transitions("IOB1", ("O", "B-X", "I-X", "B-Y", "I-Y")))
+    assert iob1 == {
+        (0, 0), (0, 2), (0, 4), (0, 6),
+        (1, 0), (1, 1), (1, 2), (1, 4), (1, 6),
+        (2, 0), (2, 1), (2, 2), (2, 4), (2, 6),
+        (3, 0), (3, 2), (3, 3), (3, 4), (3, 6),
+        (4, 0), (4, 2), (4, 3), (4, 4), (4, 6),
+        (5, 0), (5, 2), (5, 4),
+    }  # fmt: skip
+    bmes_labels = ("B-X", "M-X", "E-X", "S-X", "B-Y", "M-Y", "E-Y", "S-Y")
+    bmes = set(crf.allowed_transitions("BMES", bmes_labels))
+    assert bmes == {
+        (0, 1), (0, 2),
+        (1, 1), (1, 2),
+        (2, 0), (2, 3), (2, 4), (2, 7), (2, 9),
+        (3, 0), (3, 3), (3, 4), (3, 7), (3, 9),
+        (4, 5), (4, 6),
+        (5, 5), (5, 6),
+        (6, 0), (6, 3), (6, 4), (6, 7), (6, 9),
+        (7, 0), (7, 3), (7, 4), (7, 7), (7, 9),
+        (8, 0), (8, 3), (8, 4), (8, 7),
+    }  # fmt: skip
+
+
 def bio_valid(tags):
     previous = "O"
     for tag in tags:

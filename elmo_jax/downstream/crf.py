@@ -41,7 +41,55 @@ from ulmfit_jax.core.nn.nnx_params import ParamTree
 
 Params = dict
 NEG = -10000.0  # AllenNLP's score for a forbidden transition
-SCHEMES = ("BIO", "IOB1", "BIOUL", "BMES")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SchemeRules:
+    """One tagging scheme's transitions, by tag prefix ("B", "I", "O", ...).
+
+    A transition `from -> to` is allowed when `to` may begin a sequence (`from` is START),
+    `from` may end one (`to` is END), `(from, to)` is in `between` whatever the entities, or
+    it is in `within` and both tags name the same entity. `None` stands for any prefix.
+    """
+
+    first: frozenset[str]
+    last: frozenset[str]
+    between: tuple[frozenset[str] | None, frozenset[str]]
+    within: tuple[frozenset[str], frozenset[str]]
+
+    def allows(self, from_tag: str, from_entity: str, to_tag: str, to_entity: str) -> bool:
+        if to_tag == "START" or from_tag == "END":
+            return False
+        if from_tag == "START":
+            return to_tag in self.first
+        if to_tag == "END":
+            return from_tag in self.last
+        (free_from, free_to), (same_from, same_to) = self.between, self.within
+        if (free_from is None or from_tag in free_from) and to_tag in free_to:
+            return True
+        return from_tag in same_from and to_tag in same_to and from_entity == to_entity
+
+
+def _rules(first: str, last: str, between: tuple[str | None, str], within: tuple[str, str]):
+    """`_SchemeRules` from strings of one-letter prefixes ("OBU" is {"O", "B", "U"})."""
+    free_from, free_to = between
+    return _SchemeRules(
+        frozenset(first),
+        frozenset(last),
+        (None if free_from is None else frozenset(free_from), frozenset(free_to)),
+        (frozenset(within[0]), frozenset(within[1])),
+    )
+
+
+# AllenNLP's `is_transition_allowed`, scheme by scheme: e.g. in BIO any tag may be followed by
+# O or B, and B-x or I-x by I-x of the same entity x.
+SCHEME_RULES = {
+    "BIO": _rules(first="OB", last="OBI", between=(None, "OB"), within=("BI", "I")),
+    "IOB1": _rules(first="OI", last="OBI", between=(None, "OI"), within=("BI", "B")),
+    "BIOUL": _rules(first="OBU", last="OLU", between=("OLU", "OBU"), within=("BI", "IL")),
+    "BMES": _rules(first="BS", last="ES", between=("ES", "BS"), within=("BM", "ME")),
+}
+SCHEMES = tuple(SCHEME_RULES)
 
 
 def _split_tag(label: str) -> tuple[str, str]:
@@ -58,41 +106,9 @@ def is_transition_allowed(
 ) -> bool:
     """Whether a scheme allows `from_tag-from_entity -> to_tag-to_entity` (AllenNLP's function:
     tags are the prefixes "B", "I", "O", "U", "L", ..., or "START" / "END")."""
-    if to_tag == "START" or from_tag == "END":
-        return False
-    if constraint_type == "BIOUL":
-        if from_tag == "START":
-            return to_tag in ("O", "B", "U")
-        if to_tag == "END":
-            return from_tag in ("O", "L", "U")
-        return (from_tag in ("O", "L", "U") and to_tag in ("O", "B", "U")) or (
-            from_tag in ("B", "I") and to_tag in ("I", "L") and from_entity == to_entity
-        )
-    if constraint_type == "BIO":
-        if from_tag == "START":
-            return to_tag in ("O", "B")
-        if to_tag == "END":
-            return from_tag in ("O", "B", "I")
-        return to_tag in ("O", "B") or (
-            to_tag == "I" and from_tag in ("B", "I") and from_entity == to_entity
-        )
-    if constraint_type == "IOB1":
-        if from_tag == "START":
-            return to_tag in ("O", "I")
-        if to_tag == "END":
-            return from_tag in ("O", "B", "I")
-        return to_tag in ("O", "I") or (
-            to_tag == "B" and from_tag in ("B", "I") and from_entity == to_entity
-        )
-    if constraint_type == "BMES":
-        if from_tag == "START":
-            return to_tag in ("B", "S")
-        if to_tag == "END":
-            return from_tag in ("E", "S")
-        return (to_tag in ("B", "S") and from_tag in ("E", "S")) or (
-            to_tag in ("M", "E") and from_tag in ("B", "M") and from_entity == to_entity
-        )
-    raise ValueError(f"unknown constraint type {constraint_type!r}; expected one of {SCHEMES}")
+    if constraint_type not in SCHEME_RULES:
+        raise ValueError(f"unknown constraint type {constraint_type!r}; expected one of {SCHEMES}")
+    return SCHEME_RULES[constraint_type].allows(from_tag, from_entity, to_tag, to_entity)
 
 
 def allowed_transitions(
