@@ -94,14 +94,16 @@ def iter_tree_lines(path: str | os.PathLike, split: str) -> Iterator[tuple[str, 
     docstring)."""
     name = _tree_file(split)
     path = trees_source(pathlib.Path(path).expanduser())
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_dir():  # the folder of the tree files (trees_source checked)
+        file = path / name
+        text, location = file.read_text(encoding="utf-8"), str(file)
+    elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             member = _zip_member(archive, name)
             text = archive.read(member).decode("utf-8")
         location = f"{path}:{member}"
     else:
-        file = find_tree_folder(path) / name
-        text, location = file.read_text(encoding="utf-8"), str(file)
+        raise FileNotFoundError(f"no SST trees at {path}: expected the PTB-trees zip or folder")
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield f"{location}:{number}", line
