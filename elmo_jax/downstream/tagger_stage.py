@@ -52,7 +52,7 @@ from elmo_jax.downstream.train import ClassBatches
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run, train_loop
-from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.core.training.train_state import apply_gradients, create_train_state, split_key
 
 FORMATS = ("conll", "tfds")
 PREFIX_ORDER = {"B": 0, "I": 1, "L": 2, "U": 3}
@@ -176,20 +176,13 @@ def make_step(config: TaggerConfig, learning_rate: float, grad_norm: float):
 
     @functools.partial(jax.jit, donate_argnums=0)
     def step(state, layers, mask, tags):
-        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"], impl="rbg"))
+        next_key, step_key = split_key(state, "rbg")
 
         def loss_fn(params):
             return tagger_loss(params, config, layers, mask, tags, train=True, rng=step_key)
 
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "key": jax.random.key_data(key),
-        }
-        return new_state, {"loss": loss}
+        return apply_gradients(state, grads, optimizer, next_key), {"loss": loss}
 
     return step, optimizer
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -44,6 +43,7 @@ from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
 from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run, train_loop
+from ulmfit_jax.core.training.train_state import apply_gradients, create_train_state, split_key
 
 
 class ClassBatch(NamedTuple):
@@ -110,20 +110,14 @@ def make_step(config: ClassifierConfig, learning_rate: float):
 
     @functools.partial(jax.jit, donate_argnums=0)
     def step(state, layers, mask, labels):
-        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"], impl="rbg"))
+        next_key, step_key = split_key(state, "rbg")
 
         def loss_fn(params):
             return task_loss(params, config, layers, mask, labels, train=True, rng=step_key)
 
         (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "key": jax.random.key_data(key),
-        }
-        return new_state, {"loss": loss, "accuracy": correct / labels.shape[0]}
+        metrics = {"loss": loss, "accuracy": correct / labels.shape[0]}
+        return apply_gradients(state, grads, optimizer, next_key), metrics
 
     return step, optimizer
 
@@ -236,12 +230,7 @@ def classify(
         )
         step, optimizer = make_step(model, float(t.learning_rate))
         params = init_classifier(jax.random.key(config.seed), model)
-        state = {
-            "step": jnp.zeros((), jnp.int32),
-            "params": params,
-            "opt_state": optimizer.init(params),
-            "key": jax.random.key_data(jax.random.key(config.seed, impl="rbg")),
-        }
+        state = create_train_state(params, optimizer, seed=config.seed, key_impl="rbg")
 
         def make_iterator(position, epoch=0):
             return ClassBatches(

@@ -54,6 +54,7 @@ from elmo_jax.training.sampled_softmax import (
 )
 from elmo_jax.weights.allennlp import save_allennlp
 from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.train_state import apply_gradients, split_key
 
 Params = dict
 
@@ -229,18 +230,11 @@ def make_train_step(
         out_shardings=(state_sharding, rep),
     )
     def jitted(state, chars, targets, negatives):
-        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"], impl=KEY_IMPL))
+        next_key, step_key = split_key(state, KEY_IMPL)
         grads, (lstm_state, loss, losses) = jax.grad(loss_fn, has_aux=True)(
             state["params"], state["lstm_state"], chars, targets, negatives, step_key
         )
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "key": jax.random.key_data(key),
-            "lstm_state": lstm_state,
-        }
+        new_state = apply_gradients(state, grads, optimizer, next_key, lstm_state=lstm_state)
         metrics = {
             "loss": loss,
             "forward_loss": losses[0],

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.train_state import apply_gradients, split_key
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 
@@ -104,21 +105,12 @@ def make_classifier_train_step(
         out_shardings=(rep, rep),
     )
     def jitted(state, tokens, lengths, labels, weights, trainable):
-        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
+        next_key, step_key = split_key(state)
         grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
             state["params"], tokens, lengths, labels, weights, step_key
         )
-        updates, opt_state = optimizer.update(
-            grads, state["opt_state"], state["params"], trainable=trainable
-        )
-        params = optax.apply_updates(state["params"], updates)
-        params = classifier.merge_batch_stats(params, stats)
-        new_state = {
-            "step": state["step"] + 1,
-            "params": params,
-            "opt_state": opt_state,
-            "key": jax.random.key_data(key),
-        }
+        new_state = apply_gradients(state, grads, optimizer, next_key, trainable=trainable)
+        new_state["params"] = classifier.merge_batch_stats(new_state["params"], stats)
         return new_state, metrics
 
     def train_step(state, tokens, lengths, labels, weights, trainable):

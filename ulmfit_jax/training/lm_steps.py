@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.train_state import apply_gradients, split_key
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 
@@ -90,21 +91,14 @@ def make_lm_train_step(
         out_shardings=(state_sharding, rep),
     )
     def jitted(state, tokens, targets, lengths, lr_scale, trainable):
-        key, step_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
+        next_key, step_key = split_key(state)
         grads, (lstm_state, metrics) = jax.grad(loss_fn, has_aux=True)(
             state["params"], state["lstm_state"], tokens, targets, lengths, step_key
         )
-        updates, opt_state = optimizer.update(
-            grads, state["opt_state"], state["params"], trainable=trainable
-        )
-        updates = jax.tree.map(lambda u: u * lr_scale.astype(u.dtype), updates)
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-            "key": jax.random.key_data(key),
-            "lstm_state": lstm_state,
-        }
+        new_state = apply_gradients(
+            state, grads, optimizer, next_key,
+            trainable=trainable, lr_scale=lr_scale, lstm_state=lstm_state,
+        )  # fmt: skip
         return new_state, metrics
 
     def train_step(state, tokens, targets, lengths, lr_scale, trainable):
