@@ -272,3 +272,40 @@ def test_linear_probe_features_are_the_classifier_heads_input():
         np.testing.assert_allclose(row, expected, atol=1e-6)
         embedding = np.asarray(params["encoder"]["embedding"])
         np.testing.assert_allclose(bag, embedding[doc].mean(axis=0), atol=1e-6)
+
+
+def test_a_stage_resumed_after_a_kill_reports_the_time_of_every_attempt(
+    plan, tmp_path, monkeypatch
+):
+    import json
+    import time
+
+    plan()  # fakes IMDb's location
+    finished = ("pretrain", "pretrain_bwd", "lm_trec_bwd")  # "lm_trec" selects these too
+    for name in finished:
+        (tmp_path / name / "export").mkdir(parents=True)
+    reproduce.save_results(tmp_path, {name: {"perplexity": 90.0} for name in finished})
+    clock = [100.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    class Killed(Exception):
+        pass
+
+    def fake_run(config, workdir, resume=False):
+        # Attempt 1 logs at 130 and is killed (the machine is gone until 500); attempt 2
+        # logs at 510 and finishes at 600.
+        with open(f"{workdir}/metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": 1, "time": clock[0] + 30.0 if not resume else 510.0}))
+            f.write("\n")
+        if not resume:
+            clock[0] = 500.0
+            raise Killed
+        clock[0] = 600.0
+        return {"perplexity": 20.0}
+
+    monkeypatch.setattr(reproduce.ulmfit, "run", fake_run)
+    with pytest.raises(Killed):
+        reproduce.run_all(tmp_path, only="lm_trec")
+    results = reproduce.run_all(tmp_path, only="lm_trec")
+    assert results["lm_trec"]["perplexity"] == 20.0
+    assert results["lm_trec"]["seconds"] == pytest.approx(30.0 + 100.0)

@@ -52,6 +52,7 @@ from train.configs import (
 )
 from ulmfit_jax.core.data.imdb import find_imdb
 from ulmfit_jax.core.paths import SHARED_DATA
+from ulmfit_jax.core.training.attempts import record_attempt, stage_seconds
 from ulmfit_jax.inference.test_outputs import TEST_OUTPUTS, ensemble_accuracy
 
 
@@ -346,11 +347,11 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
         stage_dir = workdir / name
         resume = stage_dir.exists()
         print(f"\n== {name} ({'resuming' if resume else 'starting'}) ==", flush=True)
-        start = time.perf_counter()
+        record_attempt(stage_dir)
         metrics = ulmfit.run(config, str(stage_dir), resume=resume)
-        results[name] = dict(
-            {k: float(v) for k, v in metrics.items()}, seconds=time.perf_counter() - start
-        )
+        results[name] = {k: float(v) for k, v in metrics.items()}
+        # Every attempt's time: a stage resumed after a kill took several.
+        results[name]["seconds"] = stage_seconds(stage_dir, end=time.time())
         if "test/accuracy" in metrics:
             results[name]["accuracy"] = float(metrics["test/accuracy"])
         save_results(workdir, results)
