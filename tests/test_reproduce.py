@@ -309,3 +309,32 @@ def test_a_stage_resumed_after_a_kill_reports_the_time_of_every_attempt(
     results = reproduce.run_all(tmp_path, only="lm_trec")
     assert results["lm_trec"]["perplexity"] == 20.0
     assert results["lm_trec"]["seconds"] == pytest.approx(30.0 + 100.0)
+
+
+def test_cells_never_measured_run_before_the_ones_run_again_for_lost_outputs(plan, tmp_path):
+    stages = plan("whole")
+    names = [name for name, _ in stages]
+    # The situation after a machine move: the forward language models and (c) members lost
+    # their exports and test outputs; (c) at 25k labels and everything backward never ran.
+    results = {name: {"accuracy": 0.5} for name in names if not name.endswith("_bwd")}
+    del results["imdb25k_ulmfit"]
+    for name in results:
+        if name not in ("pretrain", "lm_imdb", "lm_trec"):
+            (tmp_path / name / "export").mkdir(parents=True)
+    (tmp_path / "pretrain" / "export").mkdir(parents=True)  # trained again already
+    members = [m for task in reproduce.TASKS for m in reproduce.ensemble_members(task)]
+    reproduce.forget_lost_dependencies(tmp_path, results, stages, None, members)
+    lost = reproduce.load_lost(tmp_path)
+    assert {"lm_imdb", "lm_trec", "trec_ulmfit", "imdb100_ulmfit"} <= set(lost)
+    assert "pretrain" not in lost and "imdb25k_ulmfit" not in lost
+    pending = [name for name in names if name not in results]
+    order = reproduce.new_cells_first(stages, pending, set(lost))
+    assert sorted(order) == sorted(pending)
+    # lm_imdb first (the new 25k cell starts from it), lm_trec and the re-runs last.
+    assert order[:3] == ["lm_imdb", "imdb25k_ulmfit", "pretrain_bwd"]
+    rerun_from = order.index("lm_trec")
+    assert set(order[rerun_from:]) == set(lost) - {"lm_imdb"}
+    for name, config in stages:  # every stage still runs after the one it starts from
+        source = config.init.workdir.rsplit("/", 1)[-1] if config.init.workdir else ""
+        if name in order and source in order:
+            assert order.index(source) < order.index(name)

@@ -29,6 +29,8 @@ with `lm_lr_find` (language-model fine-tuning) or `classifier_lr_find` first run
 rate. A finished stage whose export is gone (a new machine: only
 `results.json` is committed) runs again when a later stage starts from it; (d) is scored from
 its members' saved test outputs (`test_outputs.npz`), which a member that lost them makes again.
+Stages run again so (what they had measured is kept in `lost.json`) wait until the cells never
+measured have run, unless one of those starts from them.
 A workdir belongs to one size (see SIZES): it records the size it was started with and refuses
 another, so a rerun never mixes small and full-size stages in one table.
 """
@@ -262,9 +264,13 @@ def load_results(workdir: Path) -> dict:
 
 
 def save_results(workdir: Path, results: dict) -> None:
-    tmp = workdir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
-    os.replace(tmp, workdir / "results.json")  # atomic: a kill never leaves half a file
+    _write_json(workdir / "results.json", results)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)  # atomic: a kill never leaves half a file
 
 
 def claim_size(workdir: Path, size: str) -> None:
@@ -302,6 +308,9 @@ def baseline(config) -> dict:
     return dict(result, accuracy=result["test_accuracy"], train_docs=len(data.train))
 
 
+LOST = "lost.json"
+
+
 def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     claim_size(workdir, size)
     sz = SIZES[size]
@@ -332,9 +341,9 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     forget_lost_dependencies(
         workdir, results, plan, chosen, [m for t, s in ensembles for m in ensemble_members(t, s)]
     )
-    for name, config in plan:
-        if name in results or name not in chosen:
-            continue
+    pending = [name for name, _ in plan if name not in results and name in chosen]
+    for name in new_cells_first(plan, pending, set(load_lost(workdir))):
+        config = by_name[name]
         if uses_lr_find(sz, name) and (finder := lr_find_name(name)):
             if finder not in results:
                 print(f"\n== {finder} ==", flush=True)
@@ -385,25 +394,56 @@ def selected_stages(plan, only: str = "") -> set[str]:
 
 def forget_lost_dependencies(
     workdir: Path, results: dict, plan, chosen: set[str] | None = None, outputs_needed=()
-) -> None:
+) -> set[str]:
     """Drop from `results` the finished stages whose exports are gone but which a stage still
     to run starts from (a new machine keeps `results.json` from git, not the checkpoints), and
     the stages of `outputs_needed` (a pending ensemble's members) whose `test_outputs.npz` is
-    gone, so that they run again first instead of a later stage failing."""
+    gone, so that they run again instead of a later stage failing. What they had measured is
+    kept in `WORKDIR/lost.json` (`load_lost`)."""
     by_name = dict(plan)
     todo = [n for n in by_name if n not in results and (chosen is None or n in chosen)]
+    lost = load_lost(workdir)
     for name in outputs_needed:
         if name in results and not (workdir / name / TEST_OUTPUTS).is_file():
             print(f"{name}: finished before, but its test outputs are gone; running it again")
-            del results[name]
+            lost[name] = results.pop(name)
             todo.append(name)
     # A stage run again needs its own source too: follow the chain (lm_imdb lost, so pretrain).
     while todo:
         source = Path(by_name[todo.pop()].init.workdir or "").name
         if source in results and not (workdir / source / "export").is_dir():
             print(f"{source}: finished before, but its export is gone; running it again")
-            del results[source]
+            lost[source] = results.pop(source)
             todo.append(source)
+    if lost:
+        _write_json(workdir / LOST, lost)
+
+
+def load_lost(workdir: Path) -> dict:
+    """The results of stages run again because their exports or test outputs were lost
+    (`forget_lost_dependencies`): {name: what it had measured}."""
+    path = workdir / LOST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def new_cells_first(plan, pending: list[str], rerun: set[str]) -> list[str]:
+    """The running order of the `pending` stages: those never measured, with the stages they
+    start from, before the ones run again (`rerun`: measured before, run again for lost
+    outputs) that no new stage needs; the plan's order within each group, so every stage
+    still runs after its source.
+
+    A run that lost its machine so measures the missing cells first; re-running the finished
+    ones (for an ensemble's test outputs) can wait without delaying a new number.
+    """
+    by_name = dict(plan)
+    needed = {name for name in pending if name not in rerun}
+    todo = list(needed)
+    while todo:
+        source = Path(by_name[todo.pop()].init.workdir or "").name
+        if source in pending and source not in needed:
+            needed.add(source)
+            todo.append(source)
+    return [n for n in pending if n in needed] + [n for n in pending if n not in needed]
 
 
 def error_cell(results: dict, task: str, variant: str) -> str:
