@@ -95,6 +95,24 @@ def test_report_shows_finished_cells_and_marks_the_rest():
     assert "pretrain_bwd" not in table
 
 
+def test_report_fills_a_cell_being_run_again_from_lost_json_and_marks_it():
+    results = {
+        "imdb1k_ulmfit": {"accuracy": 0.75},
+        "pretrain": {"perplexity": 80.04, "seconds": 60},
+    }
+    earlier = {
+        "imdb1k_ulmfit": {"accuracy": 0.70},  # superseded by the re-run
+        "imdb1k_ulmfit_s1": {"accuracy": 0.80},  # still being run again
+        "lm_imdb": {"perplexity": 78.4, "seconds": 4560.0},
+        "pretrain": {"perplexity": 80.06, "seconds": 3563.0},
+    }
+    table = reproduce.report(results, earlier)
+    assert "| IMDb, 1k labels | … | … | … | 22.5% ± 3.5 (2)* | … | … |" in table
+    assert "| pretrain | 80.0 | 1 |" in table and "| lm_imdb* | 78.4 | 76 |" in table
+    assert "* includes results of stages whose models were lost" in table
+    assert "*" not in reproduce.report(results)
+
+
 def test_tfidf_baseline_chooses_c_on_validation():
     pytest.importorskip("sklearn")
     from ulmfit_jax.training.baselines import tfidf_logistic

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -446,24 +447,37 @@ def new_cells_first(plan, pending: list[str], rerun: set[str]) -> list[str]:
     return [n for n in pending if n in needed] + [n for n in pending if n not in needed]
 
 
-def error_cell(results: dict, task: str, variant: str) -> str:
+EARLIER = "*"  # marks a number that includes results from `lost.json`
+
+
+def error_cell(results: dict, task: str, variant: str, earlier: dict | None = None) -> str:
     """Test error of a cell: `12.3%` for one seed, `12.3% ± 0.4 (3)` (mean, sample standard
-    deviation, seeds) for several, `…` when none has finished."""
-    errors, seed = [], 0
-    while (r := results.get(cell(task, variant, seed))) is not None:
+    deviation, seeds) for several, `…` when none has finished. A seed missing from `results`
+    is taken from `earlier` (`lost.json`: measured before its models were lost, being run
+    again), and the cell marked `EARLIER`."""
+    earlier = earlier or {}
+    errors, marked = [], False
+    for seed in itertools.count():
+        name = cell(task, variant, seed)
+        r = results.get(name, earlier.get(name))
+        if r is None:
+            break
         errors.append(100 * (1 - r["accuracy"]))
-        seed += 1
+        marked |= name not in results
+    mark = EARLIER if marked else ""
     if not errors:
         return "…"
     if len(errors) == 1:
-        return f"{errors[0]:.1f}%"
+        return f"{errors[0]:.1f}%{mark}"
     mean = sum(errors) / len(errors)
     std = (sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)) ** 0.5
-    return f"{mean:.1f}% ± {std:.1f} ({len(errors)})"
+    return f"{mean:.1f}% ± {std:.1f} ({len(errors)}){mark}"
 
 
-def report(results: dict) -> str:
-    """The README's tables (markdown) from `results.json`."""
+def report(results: dict, earlier: dict | None = None) -> str:
+    """The README's tables (markdown) from `results.json`, with `lost.json`'s numbers (marked)
+    where a stage is being run again."""
+    earlier = earlier or {}
     lines = [
         "| task | TF-IDF + LR | (a) from scratch | (b) no LM fine-tuning | (c) ULMFiT "
         "| (c) backward | (d) fwd+bwd ensemble |",
@@ -474,18 +488,25 @@ def report(results: dict) -> str:
     for task in ("imdb100", "imdb1k", "imdb25k", "trec"):
         cells = []
         for variant in ("tfidf", "scratch", "nolmft", "ulmfit", "ulmfit_bwd", "ensemble"):
-            cells.append(error_cell(results, task, variant))
+            cells.append(error_cell(results, task, variant, earlier))
         lines.append(f"| {names[task]} | " + " | ".join(cells) + " |")
     levers = (("whole reviews", "imdb1k_ulmfit"), ("first 128 tokens", "imdb1k_ulmfit_first128"))
-    if all(name in results for _, name in levers):
+    if all(name in results or name in earlier for _, name in levers):
         lines += ["", "| IMDb, 1k labels, (c) ULMFiT, seed 0 | test error |", "| --- | --- |"]
         for reads, name in levers:
-            lines.append(f"| {reads} | {100 * (1 - results[name]['accuracy']):.1f}% |")
+            r, mark = (results[name], "") if name in results else (earlier[name], EARLIER)
+            lines.append(f"| {reads} | {100 * (1 - r['accuracy']):.1f}%{mark} |")
     lines += ["", "| language model | validation perplexity | minutes |", "| --- | --- | --- |"]
     for name in ("pretrain", "pretrain_bwd", "lm_imdb", "lm_imdb_bwd", "lm_trec", "lm_trec_bwd"):
-        r = results.get(name)
+        r, mark = (results[name], "") if name in results else (earlier.get(name), EARLIER)
         if r:
-            lines.append(f"| {name} | {r['perplexity']:.1f} | {r['seconds'] / 60:.0f} |")
+            lines.append(f"| {name}{mark} | {r['perplexity']:.1f} | {r['seconds'] / 60:.0f} |")
+    if EARLIER in "\n".join(lines):
+        lines += [
+            "",
+            f"{EARLIER} includes results of stages whose models were lost and which are being "
+            "run again (`lost.json`).",
+        ]
     return "\n".join(lines)
 
 
@@ -506,7 +527,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = load_results(args.workdir)
     else:
         results = run_all(args.workdir, args.only, args.size)
-    print(report(results))
+    print(report(results, load_lost(args.workdir)))
     return results
 
 
