@@ -64,6 +64,26 @@ def _init_key(rngs: nnx.Rngs | None, what: str) -> jax.Array:
 class _Skin(ParamTree):
     """What the ULMFiT modules share: the mode flag and the dropout key."""
 
+    def _keep_mode(self, config, deterministic: bool, rngs: nnx.Rngs | None) -> None:
+        """The attributes every ULMFiT module has: its config, mode and dropout stream."""
+        self.config = config
+        self.deterministic = deterministic
+        self.dropout_rngs = dropout_stream(rngs)
+
+    def _hold_with_encoder(
+        self, params, encoder_config, kind, deterministic: bool, sharding_rules
+    ) -> None:
+        """`params["encoder"]` as an `AWDLSTMEncoder` submodule (without a dropout stream: the
+        call's key reaches it through the functional apply), the rest held as `kind`."""
+        self.encoder = AWDLSTMEncoder(
+            encoder_config,
+            params=params["encoder"],
+            deterministic=deterministic,
+            sharding_rules=sharding_rules,
+            prefix=("encoder",),
+        )
+        self.hold(params, kind, sharding_rules=sharding_rules, skip=("encoder",))
+
     def dropout_key(self, deterministic: bool | None, rngs: Rngs) -> jax.Array | None:
         """The functional `rng` of this call: None in evaluation, else a key drawn from `rngs`
         (the call's, else the constructor's dropout stream)."""
@@ -97,9 +117,7 @@ class AWDLSTMEncoder(_Skin):
     ):
         if params is None:
             params = awd_lstm.init_encoder_params(_init_key(rngs, "AWDLSTMEncoder"), config)
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
+        self._keep_mode(config, deterministic, rngs)
         self.hold(params, nnx.Param, prefix=prefix, sharding_rules=sharding_rules)
 
     def __call__(
@@ -156,17 +174,8 @@ class LanguageModel(_Skin):
     ):
         if params is None:
             params = awd_lstm.init_lm_params(_init_key(rngs, "LanguageModel"), config)
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
-        self.encoder = AWDLSTMEncoder(
-            config,
-            params=params["encoder"],
-            deterministic=deterministic,
-            sharding_rules=sharding_rules,
-            prefix=("encoder",),
-        )
-        self.hold(params, nnx.Param, sharding_rules=sharding_rules, skip=("encoder",))
+        self._keep_mode(config, deterministic, rngs)
+        self._hold_with_encoder(params, config, nnx.Param, deterministic, sharding_rules)
 
     def forward(
         self,
@@ -258,17 +267,10 @@ class TextClassifier(_Skin):
     ):
         if params is None:
             params = classifier.init_classifier_params(_init_key(rngs, "TextClassifier"), config)
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
-        self.encoder = AWDLSTMEncoder(
-            config.encoder_config,
-            params=params["encoder"],
-            deterministic=deterministic,
-            sharding_rules=sharding_rules,
-            prefix=("encoder",),
+        self._keep_mode(config, deterministic, rngs)
+        self._hold_with_encoder(
+            params, config.encoder_config, _is_batch_stat, deterministic, sharding_rules
         )
-        self.hold(params, _is_batch_stat, sharding_rules=sharding_rules, skip=("encoder",))
 
     def __call__(
         self,
