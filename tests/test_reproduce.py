@@ -107,10 +107,10 @@ def test_report_fills_a_cell_being_run_again_from_lost_json_and_marks_it():
         "pretrain": {"perplexity": 80.06, "seconds": 3563.0},
     }
     table = reproduce.report(results, earlier)
-    assert "| IMDb, 1k labels | … | … | … | 22.5% ± 3.5 (2)* | … | … |" in table
-    assert "| pretrain | 80.0 | 1 |" in table and "| lm_imdb* | 78.4 | 76 |" in table
-    assert "* includes results of stages whose models were lost" in table
-    assert "*" not in reproduce.report(results)
+    assert "| IMDb, 1k labels | … | … | … | 22.5% ± 3.5 (2)† | … | … |" in table
+    assert "| pretrain | 80.0 | 1 |" in table and "| lm_imdb† | 78.4 | 76 |" in table
+    assert "† includes results of stages whose models were lost" in table
+    assert "†" not in reproduce.report(results)
 
 
 def test_tfidf_baseline_chooses_c_on_validation():

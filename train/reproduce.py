@@ -342,6 +342,7 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
     forget_lost_dependencies(
         workdir, results, plan, chosen, [m for t, s in ensembles for m in ensemble_members(t, s)]
     )
+    save_results(workdir, results)  # after lost.json: a stage is always in one of the two
     pending = [name for name, _ in plan if name not in results and name in chosen]
     for name in new_cells_first(plan, pending, set(load_lost(workdir))):
         config = by_name[name]
@@ -357,11 +358,12 @@ def run_all(workdir: Path, only: str = "", size: str = "small") -> dict:
         stage_dir = workdir / name
         resume = stage_dir.exists()
         print(f"\n== {name} ({'resuming' if resume else 'starting'}) ==", flush=True)
-        record_attempt(stage_dir)
+        start = record_attempt(stage_dir)
         metrics = ulmfit.run(config, str(stage_dir), resume=resume)
         results[name] = {k: float(v) for k, v in metrics.items()}
         # Every attempt's time: a stage resumed after a kill took several.
-        results[name]["seconds"] = stage_seconds(stage_dir, end=time.time())
+        seconds = stage_seconds(stage_dir, end=time.time())
+        results[name]["seconds"] = time.time() - start if seconds is None else seconds
         if "test/accuracy" in metrics:
             results[name]["accuracy"] = float(metrics["test/accuracy"])
         save_results(workdir, results)
@@ -395,7 +397,7 @@ def selected_stages(plan, only: str = "") -> set[str]:
 
 def forget_lost_dependencies(
     workdir: Path, results: dict, plan, chosen: set[str] | None = None, outputs_needed=()
-) -> set[str]:
+) -> None:
     """Drop from `results` the finished stages whose exports are gone but which a stage still
     to run starts from (a new machine keeps `results.json` from git, not the checkpoints), and
     the stages of `outputs_needed` (a pending ensemble's members) whose `test_outputs.npz` is
@@ -447,7 +449,7 @@ def new_cells_first(plan, pending: list[str], rerun: set[str]) -> list[str]:
     return [n for n in pending if n in needed] + [n for n in pending if n not in needed]
 
 
-EARLIER = "*"  # marks a number that includes results from `lost.json`
+EARLIER = "†"  # marks a number that includes results from `lost.json` (no markdown meaning)
 
 
 def error_cell(results: dict, task: str, variant: str, earlier: dict | None = None) -> str:

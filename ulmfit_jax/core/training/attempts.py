@@ -7,9 +7,10 @@ only the one that finishes undercounts it. Each attempt appends its wall-clock s
     sum over earlier attempts of (its last metrics record - its start) + (end - last start)
 
 where an earlier attempt's last record is the latest `"time"` in any `metrics.jsonl` under the
-workdir before the next attempt started. The minutes an attempt ran after its last record
-(at most one `log_every` of steps, which the next attempt trains again) are not counted, nor
-is the time between attempts.
+workdir before the next attempt started. Approximate on both sides: what a killed attempt did
+after its last record (steps, a validation pass, an export) is not counted, nor is the time
+between attempts; the steps between its last checkpoint and its last record are counted in
+both attempts (the next one trains them again).
 """
 
 from __future__ import annotations
