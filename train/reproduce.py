@@ -384,15 +384,20 @@ def selected_stages(plan, only: str = "") -> set[str]:
     """The stages `--only` runs: those whose name contains `only` (all when empty) and every
     stage they start from, transitively (`--only imdb` runs `pretrain_bwd` before
     `lm_imdb_bwd`), in the plan's order when run."""
+    names = {name for name, _ in plan}
+    return with_sources(plan, {n for n in names if not only or only in n}, names)
+
+
+def with_sources(plan, names: set[str], among: set[str]) -> set[str]:
+    """`names` and, transitively, the stages of `among` they start from (`init.workdir`)."""
     by_name = dict(plan)
-    chosen = {n for n in by_name if not only or only in n}
-    todo = list(chosen)
+    closed, todo = set(names), list(names)
     while todo:
         source = Path(by_name[todo.pop()].init.workdir or "").name
-        if source in by_name and source not in chosen:
-            chosen.add(source)
+        if source in among and source not in closed:
+            closed.add(source)
             todo.append(source)
-    return chosen
+    return closed
 
 
 def forget_lost_dependencies(
@@ -438,14 +443,7 @@ def new_cells_first(plan, pending: list[str], rerun: set[str]) -> list[str]:
     A run that lost its machine so measures the missing cells first; re-running the finished
     ones (for an ensemble's test outputs) can wait without delaying a new number.
     """
-    by_name = dict(plan)
-    needed = {name for name in pending if name not in rerun}
-    todo = list(needed)
-    while todo:
-        source = Path(by_name[todo.pop()].init.workdir or "").name
-        if source in pending and source not in needed:
-            needed.add(source)
-            todo.append(source)
+    needed = with_sources(plan, {name for name in pending if name not in rerun}, set(pending))
     return [n for n in pending if n in needed] + [n for n in pending if n not in needed]
 
 
