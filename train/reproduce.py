@@ -260,8 +260,7 @@ def ensemble_members(task: str, seed: int = 0) -> tuple[str, str]:
 
 
 def load_results(workdir: Path) -> dict:
-    path = workdir / "results.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return _read_json(workdir / "results.json")
 
 
 def save_results(workdir: Path, results: dict) -> None:
@@ -272,6 +271,11 @@ def _write_json(path: Path, value: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
     os.replace(tmp, path)  # atomic: a kill never leaves half a file
+
+
+def _read_json(path: Path) -> dict:
+    """What `_write_json` wrote at `path`; {} before anything was."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def claim_size(workdir: Path, size: str) -> None:
@@ -430,8 +434,7 @@ def forget_lost_dependencies(
 def load_lost(workdir: Path) -> dict:
     """The results of stages run again because their exports or test outputs were lost
     (`forget_lost_dependencies`): {name: what it had measured}."""
-    path = workdir / LOST
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_json(workdir / LOST)
 
 
 def new_cells_first(plan, pending: list[str], rerun: set[str]) -> list[str]:
