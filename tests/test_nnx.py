@@ -483,9 +483,9 @@ def readme_example(path, name):
 @pytest.mark.parametrize(
     "test_file, name", [("test_nnx.py", "classifier"), ("test_elmo_nnx.py", "tagger")]
 )
-def test_readme_examples_are_the_tested_code(test_file, name):
+def test_nnx_guide_examples_are_the_tested_code(test_file, name):
     root = pathlib.Path(__file__).resolve().parent
-    readme = (root.parent / "README.md").read_text()
+    readme = (root.parent / "docs" / "guides" / "nnx.md").read_text()
 
     def code_lines(text):  # `ruff format` spaces the README's blocks out; blank lines aside
         return "\n".join(line for line in text.splitlines() if line.strip())

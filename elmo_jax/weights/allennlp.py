@@ -180,10 +180,10 @@ def load_allennlp(
     """Load a released (or bilm-tf `dump_weights`) biLM.
 
     Args:
-      options_file: the model's options.json.
-      weight_file: the hdf5 weights in the released layout (module docstring).
-      Either may be an address (`https://...`, `gs://...`, `hf://...`), downloaded and cached
-      by `ulmfit_jax.core.fetch.fetch`.
+      options_file: the model's options.json, a path or an address (`https://...`,
+        `gs://...`, `hf://...`, downloaded and cached by `ulmfit_jax.core.fetch.fetch`).
+      weight_file: the hdf5 weights in the released layout (module docstring), a path or an
+        address.
 
     Returns:
       `(params, config)`: plain nested dicts of float32 arrays, and the frozen config.

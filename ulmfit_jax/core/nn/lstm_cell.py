@@ -68,9 +68,8 @@ def lstm_cell(
       w_hh: float[hidden, 4 * hidden].
       carry: `(h, c)`, float[batch, hidden] each.
       gates_x: float[batch, 4 * hidden], `x_t @ w_ih + bias`.
-      compute_dtype: None, or the dtype of the `h @ w_hh` operands (see `precision.einsum`); the
-      gate
-        math and `c` stay in the carry's dtype.
+      compute_dtype: None, or the dtype of the `h @ w_hh` operands (see `precision.einsum`);
+        the gate math and `c` stay in the carry's dtype.
 
     Returns:
       `((h, c), h)`: the new carry and the output (the new `h`).
