@@ -91,6 +91,21 @@ class Predictor:
             )
 
         params, meta = load_export(workdir, template)
+        return cls.from_meta(params, meta)
+
+    @classmethod
+    def from_pretrained(cls, name_or_folder: str | Path) -> Predictor:
+        """Load a classifier's model folder (`save_pretrained`) or `hf://owner/repo[@rev]`."""
+        from ulmfit_jax.weights import folder
+
+        params, meta = folder.load_pretrained_folder(name_or_folder)
+        if meta["kind"] != folder.CLASSIFIER:
+            raise ValueError(f"{name_or_folder} holds a {meta['kind']}, not a classifier")
+        return cls.from_meta(params, meta)
+
+    @classmethod
+    def from_meta(cls, params: dict, meta: dict) -> Predictor:
+        """A predictor from parameters and an export's metadata (model, vocab, labels)."""
         return cls(
             params,
             ClassifierConfig(**meta["model"]),
@@ -100,6 +115,25 @@ class Predictor:
             max_tokens=meta.get("max_tokens"),
             encoder=LabelEncoder.from_meta(meta["labels"]) if "labels" in meta else None,
         )
+
+    def save_pretrained(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write this classifier as a self-contained model folder (safetensors, config.json,
+        vocab.json, a model card); `Predictor.from_pretrained(folder)` reads it back."""
+        import dataclasses
+
+        from ulmfit_jax.weights.folder import save_pretrained
+
+        meta = {
+            "stage": "classify",
+            "model": dataclasses.asdict(self.config),
+            "vocab": list(self.vocab.itos),
+            "backward": bool(self.backward),
+            "label_names": list(self.label_names or []),
+            "max_tokens": int(self.max_tokens or 0),
+        }
+        if self.encoder is not None:
+            meta["labels"] = self.encoder.to_meta()
+        return save_pretrained(folder, self.params, meta, overwrite=overwrite)
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         # Imported here: the data layer pulls in TFDS, which `import ulmfit_jax` should not.

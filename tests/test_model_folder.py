@@ -1,0 +1,160 @@
+"""Model folders: orbax export -> folder -> the same logits bit for bit, and the one-line errors."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from ulmfit_jax.core import model_folder
+from ulmfit_jax.inference.predictor import Predictor
+from ulmfit_jax.models import awd_lstm, classifier
+from ulmfit_jax.weights.export import export_params, load_lm
+from ulmfit_jax.weights.folder import export_to_folder, load_language_model
+
+VOCAB = ["xxunk", "xxpad", "xxbos", "xxeos"] + [f"w{i}" for i in range(36)]
+DOCS = [np.array([2, 5, 9, 11, 30], np.int32), np.array([2, 7], np.int32), np.arange(2, 40)]
+
+
+def assert_trees_equal(a, b):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    """A classify stage's export, as the stage writes it (random weights, real metadata)."""
+    workdir = tmp_path_factory.mktemp("clf")
+    config = classifier.ClassifierConfig(
+        vocab_size=len(VOCAB), n_class=3, emb_sz=8, n_hid=12, n_layers=2, lin_ftrs=(6,), bptt=4
+    )
+    params = classifier.init_classifier_params(jax.random.key(0), config)
+    meta = {
+        "stage": "classify",
+        "vocab": VOCAB,
+        "model": dataclasses.asdict(config),
+        "backward": False,
+        "label_names": ["neg", "neu", "pos"],
+        "labels": {"kind": "single", "names": ["neg", "neu", "pos"], "delim": "", "threshold": 0.5},
+        "max_tokens": 0,
+        "best": {"epoch": 1, "step": 20, "value": 0.75, "monitor": "accuracy"},
+        "valid": {"valid/accuracy": 0.75, "valid/loss": 0.61},
+    }
+    export_params(workdir, params, meta)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("lm")
+    config = awd_lstm.AWDLSTMConfig(vocab_size=len(VOCAB), emb_sz=8, n_hid=12, n_layers=2)
+    params = awd_lstm.init_lm_params(jax.random.key(1), config)
+    meta = {"stage": "finetune_lm", "vocab": VOCAB, "model": dataclasses.asdict(config)}
+    export_params(workdir, params, dict(meta, backward=True, valid={"perplexity": 80.1}))
+    return workdir
+
+
+def test_classifier_export_to_folder_gives_the_same_outputs_bit_for_bit(classifier_run, tmp_path):
+    folder = export_to_folder(classifier_run, tmp_path / "clf")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+    ]
+    before = Predictor.from_workdir(classifier_run)
+    after = Predictor.from_pretrained(folder)
+    assert_trees_equal(after.params, before.params)
+    np.testing.assert_array_equal(after.predict_ids(DOCS), before.predict_ids(DOCS))
+    assert after.label_names == ["neg", "neu", "pos"]
+    card = (folder / "README.md").read_text()
+    assert "text classifier" in card and "accuracy 0.7500" in card
+    assert 'Predictor.from_pretrained("clf")' in card
+
+
+def test_predictor_save_pretrained_round_trip(classifier_run, tmp_path):
+    predictor = Predictor.from_workdir(classifier_run)
+    predictor.save_pretrained(tmp_path / "again")
+    again = Predictor.from_pretrained(tmp_path / "again")
+    np.testing.assert_array_equal(again.predict_ids(DOCS), predictor.predict_ids(DOCS))
+    assert again.encoder == predictor.encoder
+
+
+def test_language_model_folder_equals_load_lm(lm_run, tmp_path):
+    folder = export_to_folder(lm_run, tmp_path / "lm")
+    params, config, vocab, meta = load_language_model(folder)
+    want_params, want_config, want_vocab, _ = load_lm(lm_run)
+    assert config == want_config and vocab.itos == want_vocab.itos and meta["backward"] is True
+    assert_trees_equal(params, want_params)
+    tokens = np.array([[2, 5, 9, 11]])
+    np.testing.assert_array_equal(
+        awd_lstm.lm_apply(params, config, tokens)[0],
+        awd_lstm.lm_apply(want_params, want_config, tokens)[0],
+    )
+    config_json = json.loads((folder / "config.json").read_text())
+    assert config_json["library"] == "ulmfit-jax" and config_json["kind"] == "language_model"
+    assert config_json["tokenizer"] == {"name": "fastai", "lang": "en"}
+    with pytest.raises(ValueError, match="holds a language_model, not a classifier"):
+        Predictor.from_pretrained(folder)
+
+
+@pytest.fixture
+def folder(classifier_run, tmp_path):
+    return export_to_folder(classifier_run, tmp_path / "model")
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors"])
+def test_a_folder_missing_a_file_names_it(folder, missing):
+    (folder / missing).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{missing} is missing"):
+        Predictor.from_pretrained(folder)
+
+
+def test_a_newer_format_asks_for_an_upgrade(folder):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, format=99)))
+    with pytest.raises(ValueError, match="upgrade ulmfit-jax"):
+        Predictor.from_pretrained(folder)
+
+
+def test_tensors_that_disagree_with_the_config_name_the_tensor(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["emb_sz"] = 10
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"encoder.embedding has shape \(40, 8\)"):
+        Predictor.from_pretrained(folder)
+
+
+def test_a_folder_of_another_library_is_refused(folder):
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="not 'ulmfit-jax'"):
+        Predictor.from_pretrained(folder)
+
+
+def test_never_overwrites_what_is_not_ours(classifier_run, tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("my notes")
+    with pytest.raises(FileExistsError, match="is not a ulmfit-jax model folder"):
+        export_to_folder(classifier_run, target)
+    assert (target / "notes.txt").read_text() == "my notes"
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_replaces_its_own_folder_only_when_asked(classifier_run, folder):
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        export_to_folder(classifier_run, folder)
+    export_to_folder(classifier_run, folder, overwrite=True)
+    assert Predictor.from_pretrained(folder).label_names == ["neg", "neu", "pos"]
+
+
+def test_flatten_round_trip_and_dotted_names():
+    tree = {"a": {"b": np.ones(2), "c": {"d": np.zeros(1)}}, "e": np.arange(3)}
+    assert_trees_equal(model_folder.unflatten(model_folder.flatten(tree)), tree)
+    with pytest.raises(ValueError, match="contains '.'"):
+        model_folder.flatten({"a.b": np.ones(1)})
