@@ -158,3 +158,55 @@ def test_flatten_round_trip_and_dotted_names():
     assert_trees_equal(model_folder.unflatten(model_folder.flatten(tree)), tree)
     with pytest.raises(ValueError, match="contains '.'"):
         model_folder.flatten({"a.b": np.ones(1)})
+
+
+# --- the Hub, both ways, against a stand-in on 127.0.0.1 -------------------------------------
+
+HUB_CHILD = """
+import json, sys
+import numpy as np
+from ulmfit_jax.core.model_folder import push_to_hub
+from ulmfit_jax.inference.predictor import Predictor
+folder, docs = sys.argv[1], [np.asarray(d, np.int32) for d in json.loads(sys.argv[2])]
+address = push_to_hub(folder, "user/clf", commit_message="first")
+pulled = Predictor.from_pretrained(address)
+print(json.dumps({"address": address, "probs": pulled.predict_ids(docs).tolist()}))
+"""
+
+
+def test_push_to_hub_then_from_pretrained_gives_the_same_outputs(classifier_run, tmp_path):
+    pytest.importorskip("huggingface_hub")
+    import os
+    import subprocess
+    import sys
+
+    from hub_standin import HubStandIn
+
+    folder = export_to_folder(classifier_run, tmp_path / "clf")
+    want = Predictor.from_pretrained(folder).predict_ids(DOCS)
+    with HubStandIn() as hub:
+        env = dict(
+            os.environ,
+            HF_ENDPOINT=hub.url,
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_TOKEN="hf_standin",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_XET="1",
+            PYTHONPATH=os.pathsep.join([str(tmp_path.parent), *sys.path]),
+        )
+        docs = json.dumps([d.tolist() for d in DOCS])
+        result = subprocess.run(
+            [sys.executable, "-c", HUB_CHILD, str(folder), docs],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert out["address"] == "hf://user/clf"
+        assert sorted(hub.repos["user/clf"]["main"]) == sorted(p.name for p in folder.iterdir())
+        assert hub.repos["user/clf"]["main"]["config.json"] == (folder / "config.json").read_bytes()
+    np.testing.assert_array_equal(np.asarray(out["probs"], np.float32), want)
+    # The download landed in the Hugging Face cache, shared with other libraries.
+    assert list((tmp_path / "hf_home" / "hub").glob("models--user--clf/snapshots/*/config.json"))
