@@ -81,9 +81,11 @@ def save_folder(
     *,
     vocab: list[str] | None = None,
     card: str = "",
+    extra_files: Mapping[str, bytes] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a model folder (module docstring); returns its path.
+    """Write a model folder (module docstring); returns its path. `extra_files` are written
+    beside the others (e.g. an exported function), by name.
 
     Raises:
       FileExistsError: `folder` exists and is not empty, unless it is a model folder of this
@@ -113,6 +115,8 @@ def save_folder(
             (tmp / VOCAB).write_text(json.dumps(list(vocab), ensure_ascii=False))
         if card:
             (tmp / CARD).write_text(card)
+        for name, content in (extra_files or {}).items():
+            (tmp / name).write_bytes(content)
         if folder.exists():  # ours, and overwrite was asked for: swap it out
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
