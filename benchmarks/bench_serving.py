@@ -30,7 +30,7 @@ else:
     from ulmfit_jax.inference.predictor import Predictor
     predictor = Predictor.from_workdir(folder)
 load = time.perf_counter() - start
-texts = [("This film was " + "really " * (i % 40) + "good, and the plot was fine.") for i in range(n)]
+texts = ["This film was " + "really " * (i % 40) + "good, and the plot fine." for i in range(n)]
 start = time.perf_counter(); predictor.predict(texts); first = time.perf_counter() - start
 times = []
 for _ in range(5):
