@@ -48,7 +48,8 @@ def model_card(config: BiLMConfig, name: str, source: str | None) -> str:
             "from elmo_jax.weights.folder import from_pretrained",
             "",
             f'params, config = from_pretrained("{name}")',
-            'layers, mask, _ = elmo_jax.bilm_apply(params, config, elmo_jax.batch_to_ids([["Hi"]]))',
+            'ids = elmo_jax.batch_to_ids([["Hello", "world"]])',
+            "layers, mask, _ = elmo_jax.bilm_apply(params, config, ids)",
             "```",
             "",
         ]
