@@ -1,19 +1,16 @@
 """The inference artifact: `jax.export`ed classifier predicting like `Predictor`, loaded in a
 process where flax, optax, orbax, TFDS and ml_collections cannot be imported."""
 
-import dataclasses
 import json
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
+from model_fixtures import write_classifier_export
 
 from ulmfit_jax.inference.artifact_export import export_artifact
 from ulmfit_jax.inference.predictor import Predictor
-from ulmfit_jax.models import classifier
-from ulmfit_jax.weights.export import export_params
 
 WORDS = "the a film movie was is great dull fine good bad plot acting , . ! and not very".split()
 VOCAB = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"] + WORDS
@@ -42,21 +39,7 @@ print(json.dumps({"probs": probs.tolist(), "labels": predictor.labels(probs), "l
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("clf")
-    config = classifier.ClassifierConfig(
-        vocab_size=len(VOCAB), n_class=2, emb_sz=8, n_hid=12, n_layers=2, lin_ftrs=(6,), bptt=4
-    )
-    params = classifier.init_classifier_params(jax.random.key(0), config)
-    meta = {
-        "stage": "classify",
-        "vocab": VOCAB,
-        "model": dataclasses.asdict(config),
-        "backward": False,
-        "label_names": ["neg", "pos"],
-        "labels": {"kind": "single", "names": ["neg", "pos"], "delim": "", "threshold": 0.5},
-        "max_tokens": 0,
-    }
-    export_params(workdir, params, meta)
+    workdir = write_classifier_export(tmp_path_factory.mktemp("clf"), VOCAB, ["neg", "pos"])
     return Predictor.from_workdir(workdir)
 
 

@@ -1,21 +1,13 @@
 """ELMo biLM folders: AllenNLP hdf5 -> folder -> save_allennlp -> AllenNLP's fixture outputs."""
 
-import jax
 import numpy as np
 import pytest
 from elmo_fixtures import fixture_dir, load_fixture_sentences, tiny_config
+from model_fixtures import assert_trees_equal
 
 import elmo_jax
 from elmo_jax.weights.allennlp import load_allennlp, save_allennlp, write_random_weights
 from elmo_jax.weights.folder import from_allennlp, from_pretrained
-
-
-def assert_trees_equal(a, b):
-    leaves_a, tree_a = jax.tree.flatten(a)
-    leaves_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_allennlp_fixture_through_a_folder_and_back(shared_dir, tmp_path):

@@ -12,6 +12,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from model_fixtures import assert_trees_equal
 
 import ulmfit_jax
 from ulmfit_jax.weights import fastai as fastai_weights
@@ -36,14 +37,6 @@ def fixture(fixtures_dir):
 def classifier_config(fixture):
     root, _ = fixture
     return ulmfit_jax.ClassifierConfig(**json.loads((root / "classifier_config.json").read_text()))
-
-
-def assert_trees_equal(a, b):
-    leaves_a, tree_a = jax.tree.flatten(a)
-    leaves_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_language_model_round_trip_is_bit_identical(fixture, tmp_path):

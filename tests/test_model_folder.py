@@ -6,10 +6,11 @@ import json
 import jax
 import numpy as np
 import pytest
+from model_fixtures import assert_trees_equal, write_classifier_export
 
 from ulmfit_jax.core import model_folder
 from ulmfit_jax.inference.predictor import Predictor
-from ulmfit_jax.models import awd_lstm, classifier
+from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.weights.export import export_params, load_lm
 from ulmfit_jax.weights.folder import export_to_folder, load_language_model
 
@@ -17,35 +18,16 @@ VOCAB = ["xxunk", "xxpad", "xxbos", "xxeos"] + [f"w{i}" for i in range(36)]
 DOCS = [np.array([2, 5, 9, 11, 30], np.int32), np.array([2, 7], np.int32), np.arange(2, 40)]
 
 
-def assert_trees_equal(a, b):
-    leaves_a, tree_a = jax.tree.flatten(a)
-    leaves_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
     """A classify stage's export, as the stage writes it (random weights, real metadata)."""
-    workdir = tmp_path_factory.mktemp("clf")
-    config = classifier.ClassifierConfig(
-        vocab_size=len(VOCAB), n_class=3, emb_sz=8, n_hid=12, n_layers=2, lin_ftrs=(6,), bptt=4
+    return write_classifier_export(
+        tmp_path_factory.mktemp("clf"),
+        VOCAB,
+        ["neg", "neu", "pos"],
+        best={"epoch": 1, "step": 20, "value": 0.75, "monitor": "accuracy"},
+        valid={"valid/accuracy": 0.75, "valid/loss": 0.61},
     )
-    params = classifier.init_classifier_params(jax.random.key(0), config)
-    meta = {
-        "stage": "classify",
-        "vocab": VOCAB,
-        "model": dataclasses.asdict(config),
-        "backward": False,
-        "label_names": ["neg", "neu", "pos"],
-        "labels": {"kind": "single", "names": ["neg", "neu", "pos"], "delim": "", "threshold": 0.5},
-        "max_tokens": 0,
-        "best": {"epoch": 1, "step": 20, "value": 0.75, "monitor": "accuracy"},
-        "valid": {"valid/accuracy": 0.75, "valid/loss": 0.61},
-    }
-    export_params(workdir, params, meta)
-    return workdir
 
 
 @pytest.fixture(scope="module")
