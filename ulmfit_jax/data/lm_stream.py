@@ -41,7 +41,8 @@ DocumentsLike = Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray]
 
 
 def flatten_documents(docs: DocumentsLike) -> tuple[np.ndarray, np.ndarray]:
-    """Returns `(tokens: int32[total], offsets: int64[num_docs + 1])` for numericalized docs.
+    """Returns `(tokens: int32[total], offsets: int64[num_docs + 1])` for numericalized docs
+    (`uint16` / `uint32` tokens, e.g. memory-mapped token shards, are returned unconverted).
 
     Args:
         docs: A sequence of 1-D integer arrays, or an already flat `(tokens, offsets)` pair
@@ -62,6 +63,10 @@ def flatten_documents(docs: DocumentsLike) -> tuple[np.ndarray, np.ndarray]:
         tokens = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
     if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
         raise ValueError(f"token ids must be integers, got {tokens.dtype}")
+    if tokens.dtype in (np.uint16, np.uint32):
+        # Token shards (`ulmfit_jax.text.token_shards`): kept as they are, maybe memory-mapped,
+        # and not scanned (that would read the whole file); windows become int32 as they are read.
+        return tokens, offsets
     if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(np.int32).max):
         raise ValueError("token ids must fit in int32 and be >= 0")
     return tokens.astype(np.int32, copy=False), offsets
@@ -93,7 +98,7 @@ def gather_stream(
     """
     lengths = np.diff(offsets)[order]
     cum = np.concatenate([[0], np.cumsum(lengths)])
-    out = np.empty(stop - start, dtype=tokens.dtype)
+    out = np.empty(stop - start, dtype=np.int32)
     for a in range(start, stop, chunk):
         b = min(a + chunk, stop)
         first = int(np.searchsorted(cum, a, side="right")) - 1
