@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs fixtures clean
+.PHONY: demo test test-min lint docs fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,5 +31,15 @@ docs: $(STAMP)
 test: lint docs
 	$(PY) -m pytest -q
 
+# The declared minimum versions of jax, flax, optax and orbax, on a subset of the suite.
+MIN_VENV ?= .venv-min
+test-min:
+	test -x $(MIN_VENV)/bin/python || python3 -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install -q -c .ci/min-versions.txt -e . pytest
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_nnx.py \
+		tests/test_elmo_nnx.py tests/test_awd_lstm.py tests/test_optim.py \
+		tests/test_checkpointing.py tests/test_lstm.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache site
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache site
