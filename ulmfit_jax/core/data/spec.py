@@ -69,7 +69,7 @@ class DataSpec:
             (0: all of them).
     """
 
-    source: str = "tfds"
+    source: str = "imdb"
     name: str = ""
     path: str = ""
     format: str = ""
@@ -149,10 +149,34 @@ class DataSpec:
                 values[key] = values[key] or ""
         return cls(**values)
 
+    def to_config(self):
+        """This spec as a config's `data` section (an `ml_collections.ConfigDict`), every field
+        with its value; `splits` is written `"NAME=GLOB,..."` as on the command line.
+
+        `DataSpec.from_config(spec.to_config()) == spec`.
+        """
+        from ml_collections import ConfigDict
+
+        values = dataclasses.asdict(self)
+        values["splits"] = ",".join(f"{name}={pattern}" for name, pattern in self.splits)
+        return ConfigDict(values)
+
     @property
     def description(self) -> str:
         """What the data is, for messages: the TFDS name or the path."""
         return self.name or self.path or self.source
+
+
+def data_config(**values: Any):
+    """The `data` section of a config: `DataSpec`'s defaults with `values` changed, as a
+    ConfigDict. The config files and `ulmfit_jax.training.defaults` build theirs here, so a
+    default lives in one place.
+
+    Example:
+
+        config.data = data_config(source="local", format="csv", label_field="label")
+    """
+    return DataSpec.from_config(values).to_config()
 
 
 def quiet_tfds() -> None:
