@@ -4,8 +4,8 @@ Shared by the ULMFiT classify stage and the ELMo sentence program (`elmo_jax.dow
 Documents come from `open_split` (`ulmfit_jax.core.data.readers`), whatever the source: tables
 (`text_fields` joined fastai-style, `label_field` holding the label: a `label_delim`-separated
 set for multi-label, a number for regression), TFDS datasets, IMDb, TREC, SST or class folders
-(labels by name, in the class order the source defines). DataFrames passed to the Python API
-arrive as `tables={"train": Table, ...}` instead.
+(labels by name, in the class order the source defines); DataFrames passed to the Python API
+arrive as `tables={"train": Table, ...}`, read in place of files.
 
 The validation set is, in fastai's order of precedence (`TextDataLoaders`): the rows whose
 `valid_col` is true, else the split `valid_split`, else a seeded random `valid_pct` of train.
@@ -30,9 +30,6 @@ from ulmfit_jax.core.data.tables import Table
 
 TRUE_VALUES = ("1", "true", "yes", "y", "t")
 
-# One split of a classifier's documents (the name the stages know).
-LabelledTexts = Documents
-
 
 @dataclasses.dataclass
 class ClassificationData:
@@ -45,17 +42,6 @@ class ClassificationData:
 
     def targets(self, split: Documents) -> np.ndarray:
         return self.encoder.encode(split.raw_labels, split.where)
-
-
-def read_split(spec: DataSpec, split: str, tables: Mapping[str, Table] | None = None) -> Documents:
-    """All non-empty documents of one split: of `tables` when given (DataFrames), else
-    `open_split`."""
-    if tables is None:
-        return open_split(spec, split)
-    if split not in tables:
-        raise ValueError(f"no {split!r} table given (have {sorted(tables)})")
-    where = f"{split} ({tables[split].source})"
-    return table_reader.documents_of(tables[split], spec, where).without_empty()
 
 
 def has_split(spec: DataSpec, split: str, tables: Mapping[str, Table] | None = None) -> bool:
@@ -103,7 +89,7 @@ def load_classification(
     layout_labelled = spec.source != "local" or spec.format in LAYOUT_LABELLED
     if not spec.label_field and (tables is not None or not layout_labelled):
         raise ValueError("a classifier needs data.label_field, the column holding the labels")
-    train = require_labels(read_split(spec, spec.train_split, tables))
+    train = require_labels(open_split(spec, spec.train_split, tables=tables))
     if spec.valid_col:
         if train.rows is None or (train.rows and spec.valid_col not in train.rows[0]):
             raise ValueError(f"{train.where}: no validation column {spec.valid_col!r}")
@@ -112,7 +98,7 @@ def load_classification(
         train = train.subset([i for i, f in enumerate(flags) if not f])
         valid_from = "valid_col"
     elif spec.valid_split:
-        valid = require_labels(read_split(spec, spec.valid_split, tables))
+        valid = require_labels(open_split(spec, spec.valid_split, tables=tables))
         valid_from = "valid_split"
     else:
         order = np.random.default_rng(seed).permutation(len(train))
@@ -142,5 +128,5 @@ def load_test(
     spec: DataSpec, *, seed: int = 0, tables: Mapping[str, Table] | None = None
 ) -> Documents:
     """The test documents (the evaluate stage only), a seeded `test_limit` subset if set."""
-    test = require_labels(read_split(spec, spec.test_split, tables))
+    test = require_labels(open_split(spec, spec.test_split, tables=tables))
     return _limit(test, spec.test_limit, np.random.default_rng([seed, 2]))

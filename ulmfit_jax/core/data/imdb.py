@@ -65,6 +65,15 @@ def find_imdb(path: str | None = None, cache_dir: Path = DEFAULT_CACHE) -> Path 
     return None
 
 
+def imdb_host_answers(timeout: float = 2.0) -> bool:
+    """Whether TFDS's download host for IMDb answers (a 2 s probe)."""
+    try:
+        with socket.create_connection(IMDB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def imdb_downloadable(timeout: float = 2.0) -> bool:
     """True when TFDS's `imdb_reviews` is prepared, or its download host answers."""
     import tensorflow_datasets as tfds
@@ -74,11 +83,7 @@ def imdb_downloadable(timeout: float = 2.0) -> bool:
             return True
     except Exception:  # an unusable TFDS data_dir: treat as not prepared
         pass
-    try:
-        with socket.create_connection(IMDB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return imdb_host_answers(timeout)
 
 
 def read_folder(folder: Path, errors: str = "replace") -> tuple[list[Document], tuple[str, ...]]:
@@ -111,7 +116,7 @@ def read_folders(spec: DataSpec, split: str) -> Documents:
 
 def read(spec: DataSpec, split: str) -> Documents:
     """One split of IMDb (`source="imdb"`): the aclImdb folder if there is one, else TFDS's
-    prepared `imdb_reviews` (downloaded when its host answers).
+    prepared `imdb_reviews` (downloaded when it is not prepared and its host answers).
 
     Raises:
         FileNotFoundError: neither is there (the message says where to put it).
@@ -126,7 +131,7 @@ def read(spec: DataSpec, split: str) -> Documents:
 
     try:
         return tfds.read_dataset(
-            "imdb_reviews", split, spec, download=imdb_downloadable(), where=spec.description
+            "imdb_reviews", split, spec, download=imdb_host_answers(), where=spec.description
         )
     except FileNotFoundError as error:
         raise FileNotFoundError(

@@ -28,12 +28,13 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ulmfit_jax.core.data.documents import Documents
     from ulmfit_jax.core.data.spec import DataSpec
+    from ulmfit_jax.core.data.tables import Table
 
 _PACKAGE = "ulmfit_jax.core.data"
 
@@ -70,11 +71,27 @@ def reader(spec: DataSpec) -> Callable[[DataSpec, str], Documents]:
     return getattr(importlib.import_module(f"{_PACKAGE}.{module}"), function)
 
 
-def open_split(spec: DataSpec, split: str) -> Documents:
+def open_split(
+    spec: DataSpec, split: str, *, tables: Mapping[str, Table] | None = None
+) -> Documents:
     """The non-empty documents of one split of the data, in input order.
+
+    Args:
+        spec: the data.
+        split: a split name ("train", "validation", ...; which exist depends on the data).
+        tables: in-memory tables by split name (DataFrames passed to the Python API), read
+            instead of `spec`'s files.
 
     Raises:
         FileNotFoundError: the data is not there (the message says where it looked).
         ValueError: an unknown format or split, or a malformed record (named by file and line).
     """
+    if tables is not None:
+        from ulmfit_jax.core.data.tables import documents_of
+
+        if split not in tables:
+            raise ValueError(f"no {split!r} table given (have {sorted(tables)})")
+        return documents_of(
+            tables[split], spec, f"{split} ({tables[split].source})"
+        ).without_empty()
     return reader(spec)(spec, split).without_empty()
