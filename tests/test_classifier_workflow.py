@@ -64,7 +64,7 @@ def trained(folder, tmp_path_factory):
     scripted = iter([0.8, 0.6, 0.9, 0.9])
     seen_params, read = [], []
     real_metrics = classifier_stage.classification_metrics
-    real_predict, real_read = classifier_stage.predict_batches, classification.read_split
+    real_predict, real_read = classifier_stage.predict_batches, classification.open_split
 
     def metrics(outputs, gold, encoder):
         return dict(real_metrics(outputs, gold, encoder), accuracy=next(scripted))
@@ -73,14 +73,14 @@ def trained(folder, tmp_path_factory):
         seen_params.append(jax.device_get(params))
         return real_predict(params, *args, **kwargs)
 
-    def read_split(spec, split, tables=None):
+    def open_split(spec, split, tables=None):
         read.append(split)
-        return real_read(spec, split, tables)
+        return real_read(spec, split, tables=tables)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(classifier_stage, "classification_metrics", metrics)
         mp.setattr(classifier_stage, "predict_batches", predict_batches)
-        mp.setattr(classification, "read_split", read_split)
+        mp.setattr(classification, "open_split", open_split)
         results = classifier_stage.classify_stage(c, tmp / "run")
     return {"workdir": tmp / "run", "results": results, "params": seen_params, "read": read}
 

@@ -59,3 +59,18 @@ def test_config_loads_and_builds_its_plan(name, variant):
 def test_unknown_variant_is_an_error_listing_the_known_ones(name):
     with pytest.raises(ValueError, match=r"unknown config variant 'tinyy'.*'tiny'"):
         load(name, "tinyy")
+
+
+def test_data_sections_are_generated_from_the_data_spec():
+    from ulmfit_jax.core.data.spec import data_config
+    from ulmfit_jax.training.defaults import base_config
+
+    defaults = DataSpec()
+    assert DataSpec.from_config(base_config("classify").data) == defaults
+    assert set(base_config("classify").data.keys()) == {f for f in vars(defaults)}
+    assert dict(data_config().to_dict(), splits=()) == dict(vars(defaults), splits=())
+    custom = DataSpec(source="local", splits=(("train", "a.csv"), ("test", "b.csv")))
+    assert custom.to_config().splits == "train=a.csv,test=b.csv"
+    assert DataSpec.from_config(custom.to_config()) == custom
+    elmo = load("elmo_classify_local", "").data
+    assert set(elmo.keys()) == set(vars(defaults)) | {"tokenizer"}

@@ -110,3 +110,29 @@ def test_train_holds_only_entry_points_and_configs():
         "ulmfit.py",
     }
     assert not list((ROOT / "train").rglob("bench*"))
+
+
+def test_reading_a_csv_imports_no_tensorflow_datasets(tmp_path):
+    """Local files are read directly: TFDS is imported only by the TFDS reader."""
+    rows = ["text,label"] + [f"document {i},{'pos' if i % 2 else 'neg'}" for i in range(20)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    spec = (
+        "from ulmfit_jax.core.data.spec import DataSpec\n"
+        f"spec = DataSpec(source='local', format='csv', path={str(tmp_path)!r}, "
+        "label_field='label')\n"
+    )
+    modules = loaded_after(
+        spec + "from ulmfit_jax.core.data.readers import open_split\n"
+        "assert len(open_split(spec, 'train')) == 20"
+    )
+    assert "tensorflow_datasets" not in modules
+    assert "ulmfit_jax.core.data.tables" in modules
+    # The classify stage's whole data path: its module, the splits and the label encoder.
+    modules = loaded_after(
+        spec + "from ulmfit_jax.training.classifier_stage import classify_stage\n"
+        "from ulmfit_jax.core.data.classification import load_classification\n"
+        "data = load_classification(spec, seed=0)\n"
+        "assert len(data.train) == 18 and data.encoder.names == ('neg', 'pos')"
+    )
+    assert "tensorflow_datasets" not in modules
+    assert "ulmfit_jax.training.classifier_stage" in modules

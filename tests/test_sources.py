@@ -1,4 +1,4 @@
-"""TFDS text sources through `tfds.data_source`, mocked: no network, no TensorFlow."""
+"""The TFDS reader through `open_split`, mocked: no network, no TensorFlow."""
 
 import time
 
@@ -7,13 +7,11 @@ import pytest
 import tensorflow_datasets as tfds
 import tensorflow_datasets.text  # noqa: F401  (registers glue/sst2 and yelp for mocking)
 
-from ulmfit_jax.core.data.sources import (
-    FieldSpec,
-    TextRecord,
-    decode_text,
-    fields_for,
-    load_text_dataset,
-)
+from ulmfit_jax.core.data.decode import decode_value
+from ulmfit_jax.core.data.documents import Document
+from ulmfit_jax.core.data.readers import open_split
+from ulmfit_jax.core.data.spec import DataSpec
+from ulmfit_jax.core.data.tfds import fields_for
 
 CASES = [
     ("imdb_reviews", "train", ("neg", "pos")),
@@ -27,27 +25,32 @@ CASES = [
 ]
 
 
+def tfds_spec(name, tmp_path, **kw):
+    return DataSpec(source="tfds", name=name, tfds_dir=str(tmp_path), **kw)
+
+
 @pytest.mark.parametrize("name, split, label_names", CASES)
-def test_mocked_datasets_give_uniform_records(name, split, label_names, tmp_path):
+def test_mocked_datasets_give_uniform_documents(name, split, label_names, tmp_path):
     with tfds.testing.mock_data(num_examples=5):
-        source = load_text_dataset(name, split, data_dir=str(tmp_path))
-        records = list(source)
-    assert len(source) == 5 and len(records) == 5
-    assert source.label_names == label_names
-    for r in records:
-        assert isinstance(r, TextRecord) and isinstance(r.text, str) and r.text
+        documents = open_split(tfds_spec(name, tmp_path), split)
+    assert len(documents) == 5 and documents.where == f"{name}[{split}]"
+    assert documents.label_names == label_names
+    for number, document in enumerate(documents):
+        assert isinstance(document, Document) and isinstance(document.text, str)
+        assert document.text and document.where == f"{name}[{split}][{number}]"
         if label_names is None:
-            assert r.label is None
+            assert document.label is None
         else:
-            assert isinstance(r.label, int) and 0 <= r.label < len(label_names)
-    assert source[-1] == records[-1] and source[1:3] == records[1:3]
+            assert document.label in label_names
 
 
-def test_ag_news_joins_title_and_description(tmp_path):
+def test_ag_news_joins_title_and_description_like_any_two_fields(tmp_path):
     with tfds.testing.mock_data(num_examples=2):
-        source = load_text_dataset("ag_news_subset", "train", data_dir=str(tmp_path))
+        documents = open_split(tfds_spec("ag_news_subset", tmp_path), "train")
         raw = tfds.data_source("ag_news_subset", split="train", data_dir=str(tmp_path))
-        assert source[0].text == f"{raw[0]['title']}\n{raw[0]['description']}"
+        title, description = (decode_value(raw[0][k]) for k in ("title", "description"))
+    assert documents[0].fields == (title, description)
+    assert documents.texts[0] == f"xxfld 1 {title} xxfld 2 {description}"
 
 
 def _fake(examples):
@@ -62,36 +65,29 @@ def test_real_array_record_values_bytes_and_missing_labels(tmp_path):
         {"text": b"  \n", "label": np.int64(0)},
     ]
     with tfds.testing.mock_data(as_data_source_fn=_fake(examples)):
-        source = load_text_dataset("imdb_reviews", "unsupervised", data_dir=str(tmp_path))
-        strict = load_text_dataset("imdb_reviews", "train", data_dir=str(tmp_path), errors="strict")
-    assert source[0] == TextRecord("café", 1)
-    assert source[1] == TextRecord("bad \ufffd byte", None)
-    np.testing.assert_array_equal(source.labels(), [1, -1, 0])
-    assert strict[0].text == "café"
-    with pytest.raises(ValueError, match=r"imdb_reviews\[train\]\[1\]: invalid UTF-8"):
-        strict[1]
-    kept, skipped = source.without_empty()
-    assert skipped == 1 and len(kept) == 2 and kept[1].label is None
-    assert kept.get_many([1, 0]) == [source[1], source[0]]
+        documents = open_split(tfds_spec("imdb_reviews", tmp_path), "unsupervised")
+        with pytest.raises(ValueError, match=r"imdb_reviews\[train\]\[1\]: invalid UTF-8"):
+            open_split(tfds_spec("imdb_reviews", tmp_path, errors="strict"), "train")
+    assert [(d.text, d.label) for d in documents] == [("café", "pos"), ("bad \ufffd byte", None)]
+    assert documents.dropped_empty == 1  # the blank third record
 
 
 def test_bad_records_raise_clear_errors(tmp_path):
-    examples = [{"text": b"ok", "label": 7}, {"label": 0}]
-    with tfds.testing.mock_data(as_data_source_fn=_fake(examples)):
-        source = load_text_dataset("imdb_reviews", "test", data_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"\[test\]\[0\]: label 7 outside the 2 declared"):
-        source[0]
-    with pytest.raises(ValueError, match=r"\[test\]\[1\]: missing field\(s\) \['text'\]"):
-        source[1]
-    with pytest.raises(IndexError):
-        source[2]
+    with tfds.testing.mock_data(as_data_source_fn=_fake([{"text": b"ok", "label": 7}])):
+        with pytest.raises(ValueError, match=r"\[test\]\[0\]: label 7 outside the 2 declared"):
+            open_split(tfds_spec("imdb_reviews", tmp_path), "test")
+    with tfds.testing.mock_data(as_data_source_fn=_fake([{"text": b"ok", "label": 0}, {}])):
+        with pytest.raises(ValueError, match=r"\[test\]\[1\]: missing field\(s\) \['text'\]"):
+            open_split(tfds_spec("imdb_reviews", tmp_path), "test")
 
 
 def test_unprepared_dataset_fails_fast_without_network(tmp_path):
     start = time.perf_counter()
     with pytest.raises(FileNotFoundError, match="download=True"):
-        load_text_dataset("trec", "train", data_dir=str(tmp_path))
+        open_split(tfds_spec("trec", tmp_path), "train")
     assert time.perf_counter() - start < 10
+    with pytest.raises(ValueError, match="needs data.name"):
+        open_split(DataSpec(source="tfds"), "train")
 
 
 def test_field_registry_and_decoding():
@@ -100,7 +96,6 @@ def test_field_registry_and_decoding():
     assert fields_for("trec").label_field == "label-coarse"
     with pytest.raises(KeyError, match="FieldSpec"):
         fields_for("mnist")
-    assert FieldSpec(("a",)).separator == "\n"
-    assert decode_text(np.array(b"x")) == "x" and decode_text("y") == "y"
+    assert decode_value(np.array(b"x")) == "x" and decode_value("y") == "y"
     with pytest.raises(TypeError):
-        decode_text(3)
+        decode_value(3)

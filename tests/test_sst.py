@@ -5,7 +5,8 @@ import zipfile
 
 import pytest
 
-from ulmfit_jax.core.data.local_datasets import load_local_dataset
+from ulmfit_jax.core.data.readers import open_split
+from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.sst import EXPECTED_COUNTS, parse_tree, read_sst
 
 TREES = {
@@ -61,15 +62,14 @@ def test_local_format(tmp_path, fmt):
     folder = tmp_path / "sst"
     folder.mkdir()
     write_zip(folder / "trainDevTestTrees_PTB.zip")
-    source = load_local_dataset(folder, "train", fmt, data_dir=tmp_path / "tfds")
-    records = list(source)
-    names = source.label_names
-    labels = [names[r.label] for r in records]
+    spec = DataSpec(source="local", path=str(folder), format=fmt)
+    documents = open_split(spec, "train")
+    names = documents.label_names
     want = list(read_sst(folder / "trainDevTestTrees_PTB.zip", "train", binary=fmt == "sst2"))
-    assert [(r.text, label) for r, label in zip(records, labels, strict=True)] == want
+    assert [(d.text, d.label) for d in documents] == want
     assert len(names) == (2 if fmt == "sst2" else 5)
-    dev = load_local_dataset(folder, "validation", fmt, data_dir=tmp_path / "tfds")
-    assert len(list(dev)) == (1 if fmt == "sst2" else 2)
+    dev = open_split(spec, "validation")
+    assert len(dev) == (1 if fmt == "sst2" else 2)
 
 
 def test_read_sst_takes_the_folder_holding_the_zip(tmp_path):

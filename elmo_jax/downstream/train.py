@@ -33,12 +33,7 @@ from elmo_jax.downstream.data import tokenize_all
 from elmo_jax.downstream.export import save_classifier
 from elmo_jax.downstream.models import ClassifierConfig, LayerCache, init_classifier, task_loss
 from elmo_jax.weights.allennlp import load_allennlp
-from ulmfit_jax.core.data.classification import (
-    load_classification,
-    load_test,
-    table_paths,
-    uses_tables,
-)
+from ulmfit_jax.core.data.classification import has_split, load_classification, load_test
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
 from ulmfit_jax.core.training.best import BestKeeper
@@ -164,11 +159,7 @@ def bilm_files(bilm) -> tuple[str, str]:
 
 
 def _has_test(spec: DataSpec, tables: Mapping[str, Table] | None) -> bool:
-    if tables is not None:
-        return spec.test_split in tables
-    if uses_tables(spec):
-        return spec.test_split in table_paths(spec)
-    return bool(spec.test_split)
+    return has_split(spec, spec.test_split, tables)
 
 
 def classify(

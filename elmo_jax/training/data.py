@@ -33,12 +33,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from elmo_jax.model.characters import BOS_TOKEN, EOS_TOKEN, MAX_WORD_LENGTH, ELMoCharacterMapper
+from ulmfit_jax.core.data.lines import iter_lines
 
 UNK_TOKEN = "<UNK>"
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
@@ -119,7 +121,8 @@ class Vocabulary:
 
 def read_sentence_files(paths: Sequence[str | os.PathLike], limit: int = 0) -> list[list[str]]:
     """Whitespace-tokenized sentences, one per non-blank line of UTF-8 files, in file order
-    (an invalid byte becomes U+FFFD rather than stopping a long run).
+    (read by the data layer's plain-text reader, `ulmfit_jax.core.data.lines`: an invalid byte
+    becomes U+FFFD rather than stopping a long run, and is reported once per file).
 
     Blank lines are skipped (bilm-tf would turn one into a `<S> </S>` pair, a target with no
     content). `limit` > 0 keeps the first `limit` sentences.
@@ -130,13 +133,12 @@ def read_sentence_files(paths: Sequence[str | os.PathLike], limit: int = 0) -> l
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"{path}: not a file")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                tokens = line.split()
-                if tokens:
-                    sentences.append(tokens)
-                    if limit and len(sentences) >= limit:
-                        return sentences
+        for _, line in iter_lines(pathlib.Path(path)):
+            tokens = line.split()
+            if tokens:
+                sentences.append(tokens)
+                if limit and len(sentences) >= limit:
+                    return sentences
     if not sentences:
         raise ValueError(f"{[str(p) for p in paths]}: no sentences (every line is blank)")
     return sentences

@@ -103,12 +103,13 @@ def read_split(config, which: str) -> list[list[str]]:
         files = d.train_files if which == "train" else d.valid_files
         return read_sentence_files(_expand(files, f"data.{which}_files"), limit)
     if d.source == "tfds":
-        from ulmfit_jax.core.data.sources import load_text_dataset
+        from ulmfit_jax.core.data.readers import open_split
+        from ulmfit_jax.core.data.spec import DataSpec
 
         split = d.train_split if which == "train" else d.valid_split
-        source = load_text_dataset(d.tfds_name, split, data_dir=d.tfds_dir or None)
-        n = min(len(source), limit) if limit else len(source)
-        sentences = [r.text.split() for r in source.get_many(range(n))]
+        spec = DataSpec(source="tfds", name=d.tfds_name, tfds_dir=d.tfds_dir)
+        texts = open_split(spec, split).texts
+        sentences = [text.split() for text in (texts[:limit] if limit else texts)]
         sentences = [s for s in sentences if s]
         if not sentences:
             raise ValueError(f"{d.tfds_name}[{split}] has no sentences")

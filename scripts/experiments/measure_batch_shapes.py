@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from ulmfit_jax.core.data.spec import DataSpec, open_split
+from ulmfit_jax.core.data.readers import open_split
+from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.data import corpus as text_data
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.data.lm_stream import LMStream
@@ -25,7 +26,10 @@ def main():
     args = parser.parse_args()
     data = DataSpec(source="imdb", path=args.imdb or "")
     for split in ("train", "test"):
-        texts, labels = text_data.take(open_split(data, split))
+        documents = open_split(data, split)
+        texts = documents.texts
+        names = sorted({str(label) for label in documents.raw_labels})
+        labels = np.array([names.index(str(label)) for label in documents.raw_labels], np.int32)
         start = time.perf_counter()
         docs = text_data.tokenize_texts(texts, n_workers=2)
         seconds = time.perf_counter() - start

@@ -14,7 +14,8 @@ import json
 
 import numpy as np
 
-from ulmfit_jax.core.data.spec import DataSpec, open_split
+from ulmfit_jax.core.data.readers import open_split
+from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import SHARED_DATA
 from ulmfit_jax.data import corpus
 
@@ -38,16 +39,16 @@ def main():
     out = {}
     rng = np.random.default_rng(0)
     for split in ("train", "test", "unsupervised"):  # a sample of each
-        texts, _ = corpus.take(open_split(DataSpec(source="imdb"), split))
+        texts = open_split(DataSpec(source="imdb"), split).texts
         pick = rng.choice(len(texts), min(args.sample, len(texts)), replace=False)
         docs = corpus.tokenize_texts([texts[i] for i in pick], n_workers=1)
         out[f"imdb_{split}"] = stats(docs, len(texts))
     wiki = DataSpec(source="local", format="wikitext", path=str(SHARED_DATA / "wikitext-2"))
-    texts, _ = corpus.take(open_split(wiki, "train"))
+    texts = open_split(wiki, "train").texts
     out["wikitext2_train"] = stats(corpus.tokenize_texts(texts, n_workers=1), len(texts))
     trec = DataSpec(source="local", format="trec", path=str(SHARED_DATA / "trec"))
     for split in ("train", "test"):
-        texts, _ = corpus.take(open_split(trec, split))
+        texts = open_split(trec, split).texts
         out[f"trec_{split}"] = stats(corpus.tokenize_texts(texts, n_workers=1), len(texts))
     print(json.dumps(out, indent=1))
 

@@ -20,6 +20,7 @@ at the end. `data.format` may also be any labelled local format: "trec", "sst", 
 from ml_collections import ConfigDict
 
 from train.configs.base import VARIANTS, check_variant
+from ulmfit_jax.core.data.spec import data_config
 
 
 def get_config(variant: str = "") -> ConfigDict:
@@ -34,24 +35,10 @@ def get_config(variant: str = "") -> ConfigDict:
     c.bilm.options = ""
     c.bilm.weights = ""
 
-    c.data = ConfigDict()
-    c.data.source = "local"
-    c.data.path = ""
-    c.data.format = "csv"  # csv, tsv, jsonl, or a labelled local format (trec, sst, sst2, ...)
-    c.data.tfds_dir = ""  # where local formats are prepared; "" is TFDS's default
-    c.data.splits = ""  # e.g. "train=a.csv,test=b.csv"; "" is train/valid/test.<format>
-    c.data.text_fields = ("text",)
-    c.data.label_field = "label"
+    # `DataSpec`'s keys and defaults (its docstring documents them), a local table by default;
+    # format may also be any labelled local format (trec, sst, sst2, ...).
+    c.data = data_config(source="local", format="csv", label_field="label")
     c.data.tokenizer = "spacy"  # or "whitespace"
-    c.data.train_split = "train"
-    c.data.valid_split = ""  # "" is a seeded valid_pct of train (unless valid_col is set)
-    c.data.valid_pct = 0.1
-    c.data.valid_col = ""
-    c.data.test_split = "test"
-    c.data.errors = "replace"
-    c.data.train_limit = 0
-    c.data.valid_limit = 0
-    c.data.test_limit = 0
 
     c.classifier = ConfigDict()
     c.classifier.layers = (0, 1, 2)  # (0,): the context-independent char-CNN layer only

@@ -13,30 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ulmfit_jax.core.data import classification
-from ulmfit_jax.core.data.sources import TextSource
-from ulmfit_jax.core.data.spec import DataSpec, open_split
+from ulmfit_jax.core.data.readers import open_split
+from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import DEFAULT_CACHE
 from ulmfit_jax.text.token_cache import tokenize_corpus
 from ulmfit_jax.text.vocab import Vocab
-
-
-def take(
-    source: TextSource, limit: int | None = None, seed: int = 0
-) -> tuple[list[str], np.ndarray | None]:
-    """Texts and labels of a source, optionally a seeded random subset of `limit` records.
-
-    Empty documents are dropped (they cannot be classified or add to an LM stream).
-    """
-    indices = np.arange(len(source))
-    if limit is not None and 0 < limit < len(indices):
-        indices = np.sort(np.random.default_rng(seed).choice(len(source), limit, replace=False))
-    records = source.get_many(indices.tolist())
-    kept = [r for r in records if r.text.strip()]
-    texts = [r.text for r in kept]
-    if any(r.label is None for r in kept):
-        return texts, None
-    return texts, np.array([r.label for r in kept], np.int32)
 
 
 def tokenize_texts(
@@ -65,20 +46,6 @@ def build_vocab(docs: Sequence[Sequence[str]], *, max_vocab: int, min_freq: int)
     return Vocab.from_counter(counter, min_freq=min_freq, max_vocab=max_vocab)
 
 
-def load_tokenized(
-    spec: DataSpec,
-    split: str,
-    limit: int = 0,
-    *,
-    seed: int = 0,
-    cache_dir: Path | None = DEFAULT_CACHE,
-    n_workers: int | None = None,
-) -> tuple[list[list[str]], np.ndarray | None]:
-    """Tokens and labels (None when unlabelled) of a split, or of a seeded subset of `limit`."""
-    texts, labels = take(open_split(spec, split), limit or None, seed=seed)
-    return tokenize_texts(texts, cache_dir=cache_dir, n_workers=n_workers), labels
-
-
 def lm_corpus(
     spec: DataSpec,
     *,
@@ -91,12 +58,10 @@ def lm_corpus(
     With `spec.valid_split` set, validation is that split; otherwise a seeded `valid_pct` of
     the documents is held out, as fastai's `TextDataLoaders(..., is_lm=True, valid_pct=0.1)`.
     """
-    options = dict(seed=seed, cache_dir=cache_dir, n_workers=n_workers)
 
     def load(split: str, limit: int) -> list[list[str]]:
-        if not classification.uses_tables(spec):
-            return load_tokenized(spec, split, limit, **options)[0]
-        texts = classification.read_split(spec, split).texts  # a CSV/TSV/JSONL table's text
+        """The split's tokenized documents, or a seeded random `limit` of them."""
+        texts = open_split(spec, split).texts
         if limit and limit < len(texts):
             keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
             texts = [texts[i] for i in keep]

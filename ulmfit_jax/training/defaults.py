@@ -3,6 +3,8 @@ files in train/configs/ and the Python API (`ulmfit_jax.api`)."""
 
 from ml_collections import ConfigDict
 
+from ulmfit_jax.core.data.spec import data_config
+
 VARIANTS = ("", "tiny")
 
 
@@ -23,27 +25,8 @@ def base_config(stage: str) -> ConfigDict:
     c.cache_dir = ""  # tokenized-corpus cache; "" means ~/.cache/ulmfit_jax
     c.tokenizer_workers = 2
 
-    c.data = ConfigDict()
-    c.data.source = "imdb"  # "tfds" | "local" | "imdb" (see ulmfit_jax.data.corpus)
-    c.data.name = ""
-    c.data.path = ""
-    c.data.format = ""
-    c.data.tfds_dir = ""
-    c.data.splits = ""  # local files: "train=train.jsonl,test=test.jsonl" ("" = format default)
-    c.data.text_fields = ("text",)
-    c.data.label_field = ""
-    c.data.label_kind = ""  # "single" | "multi" | "regression"; "" = multi if label_delim
-    c.data.label_delim = ""  # multi-label: labels "a;b" split on ";"
-    c.data.valid_col = ""  # a column whose true values mark validation rows (tables)
-    c.data.errors = "replace"  # invalid UTF-8: "replace" (counted, reported) or "strict"
-    c.data.lm_splits = ("train",)
-    c.data.train_split = "train"
-    c.data.valid_split = ""  # "" holds out a seeded valid_pct of the training documents
-    c.data.valid_pct = 0.1
-    c.data.test_split = "test"
-    c.data.train_limit = 0  # 0: all documents; else a seeded random subset
-    c.data.valid_limit = 0
-    c.data.test_limit = 0
+    # Generated from `DataSpec`, whose docstring documents each key, so defaults cannot drift.
+    c.data = data_config()
 
     c.vocab = ConfigDict(dict(max_vocab=60000, min_freq=3))
 

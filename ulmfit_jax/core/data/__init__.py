@@ -1,1 +1,3 @@
-"""Text datasets as random-access `(text, label)` records: TFDS, local files, data specs."""
+"""The data layer: `DataSpec` (spec), `Documents` (documents), one decoder (decode), one reader per
+source behind `open_split` (readers), and a classifier's splits and labels (classification,
+labels)."""

@@ -1,19 +1,20 @@
 """A data config, parsed once into a frozen `DataSpec`, and the splits it names.
 
-A stage turns its `config.data` (an `ml_collections.ConfigDict`, a dict, or any object with
-these attributes) into a `DataSpec` at entry and passes that down; nothing deeper reads the
-config. Sources:
+`DataSpec` is the one schema of a config's `data` section: the config files build that section
+from it (`data_config(...)`), so a default lives in one place. A stage turns its `config.data`
+(an `ml_collections.ConfigDict`, a dict, or any object with these attributes) into a `DataSpec`
+at entry and passes that down; nothing deeper reads the config. Sources:
 
-    source="tfds"     name: a TFDS name ("imdb_reviews", "trec", "glue/sst2", ...)
-    source="local"    path + format (see `ulmfit_jax.core.data.local_datasets.FORMATS`),
-                      text_fields, label_field, splits ("train=train.csv,test=test.csv")
     source="imdb"     IMDb wherever it is: `path` / $ULMFIT_IMDB (an aclImdb folder or the
                       .tar.gz), else ../shared/data/imdb, else TFDS's prepared `imdb_reviews`
+    source="local"    path + format (`ulmfit_jax.core.data.readers.FORMATS`), text_fields,
+                      label_field, splits ("train=train.csv,test=test.csv")
+    source="tfds"     name: a TFDS name ("imdb_reviews", "trec", "glue/sst2", ...)
 
 Example:
 
     spec = DataSpec.from_config(config.data)
-    source = open_split(spec, spec.train_split)     # a TextSource of (text, label) records
+    train = open_split(spec, spec.train_split)     # ulmfit_jax.core.data.readers: Documents
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ulmfit_jax.core.data.imdb import SHARED_IMDB, find_imdb, imdb_downloadable
-from ulmfit_jax.core.data.local_datasets import prepare_local_dataset
-from ulmfit_jax.core.data.sources import TextSource, load_text_dataset
-
-SOURCES = ("tfds", "local", "imdb")
+SOURCES = ("imdb", "local", "tfds")
 
 
 def parse_splits(spec: str) -> dict[str, str] | None:
@@ -48,14 +45,18 @@ class DataSpec:
     """Where a stage's documents come from and which of them it uses.
 
     Attributes:
-        source: "tfds", "local" or "imdb" (module docstring).
+        source: "imdb", "local" or "tfds" (module docstring).
         name: TFDS name (source "tfds").
         path: a file or folder (source "local"; for "imdb" an optional aclImdb location).
-        format: a local format (`ulmfit_jax.core.data.local_datasets.FORMATS`).
+        format: a local format (`ulmfit_jax.core.data.readers.FORMATS`).
         tfds_dir: TFDS data_dir ("" is TFDS's default).
-        splits: local files per split, `((name, glob), ...)`; empty for the format's default.
-        text_fields: columns joined into each document's text.
-        label_field: the label column ("" for unlabelled data).
+        splits: local files per split, `((name, glob), ...)`; empty for the format's default;
+            in a config, "train=train.jsonl,test=test*.jsonl".
+        text_fields: columns joined into each document's text (fastai's `xxfld` marks when
+            several; `ulmfit_jax.core.data.documents`).
+        label_field: the label column ("" for unlabelled data); for TREC "fine" picks the 50
+            `COARSE:fine` labels instead of the 6 coarse ones.
+        header: CSV/TSV files start with a header row; False names the columns "0", "1", ...
         lm_splits: the splits whose texts a language-model stage trains on.
         train_split, valid_split, test_split: split names; `valid_split` "" means a seeded
             `valid_pct` of the training documents.
@@ -69,7 +70,7 @@ class DataSpec:
             (0: all of them).
     """
 
-    source: str = "tfds"
+    source: str = "imdb"
     name: str = ""
     path: str = ""
     format: str = ""
@@ -77,6 +78,7 @@ class DataSpec:
     splits: tuple[tuple[str, str], ...] = ()
     text_fields: tuple[str, ...] = ("text",)
     label_field: str = ""
+    header: bool = True
     lm_splits: tuple[str, ...] = ("train",)
     train_split: str = "train"
     valid_split: str = ""
@@ -134,6 +136,8 @@ class DataSpec:
                 values[key] = int(values[key] or 0)
         if "valid_pct" in values:
             values["valid_pct"] = float(values["valid_pct"])
+        if "header" in values:
+            values["header"] = bool(values["header"])
         for key in (
             "name",
             "path",
@@ -149,54 +153,31 @@ class DataSpec:
                 values[key] = values[key] or ""
         return cls(**values)
 
+    def to_config(self):
+        """This spec as a config's `data` section (an `ml_collections.ConfigDict`), every field
+        with its value; `splits` is written `"NAME=GLOB,..."` as on the command line.
+
+        `DataSpec.from_config(spec.to_config()) == spec`.
+        """
+        from ml_collections import ConfigDict
+
+        values = dataclasses.asdict(self)
+        values["splits"] = ",".join(f"{name}={pattern}" for name, pattern in self.splits)
+        return ConfigDict(values)
+
     @property
     def description(self) -> str:
         """What the data is, for messages: the TFDS name or the path."""
         return self.name or self.path or self.source
 
 
-def quiet_tfds() -> None:
-    """TFDS prints progress bars and a warning per custom config while preparing local files;
-    the training programs have their own progress and logs. Done when data is opened, not at
-    import, so that importing the library changes no global logging state."""
-    import tensorflow_datasets as tfds
-    from absl import logging as absl_logging
+def data_config(**values: Any):
+    """The `data` section of a config: `DataSpec`'s defaults with `values` changed, as a
+    ConfigDict. The config files and `ulmfit_jax.training.defaults` build theirs here, so a
+    default lives in one place.
 
-    tfds.disable_progress_bar()
-    absl_logging.set_verbosity(absl_logging.ERROR)
+    Example:
 
-
-def open_split(spec: DataSpec, split: str) -> TextSource:
-    """The `TextSource` of one split of the data.
-
-    Raises:
-      FileNotFoundError: the data is not there (the message says where it looked).
+        config.data = data_config(source="local", format="csv", label_field="label")
     """
-    quiet_tfds()
-    tfds_dir = spec.tfds_dir or None
-    if spec.source == "tfds":
-        return load_text_dataset(spec.name, split, data_dir=tfds_dir)
-    if spec.source == "local":
-        builder = prepare_local_dataset(
-            spec.path,
-            spec.format,
-            splits=dict(spec.splits) or None,
-            text_fields=spec.text_fields,
-            label_field=spec.label_field or None,
-            errors=spec.errors,
-            data_dir=tfds_dir,
-        )
-        return load_text_dataset(builder, split)
-    folder = find_imdb(spec.path or None)
-    if folder is not None:
-        builder = prepare_local_dataset(folder, "folders", data_dir=tfds_dir)
-        return load_text_dataset(builder, split)
-    try:
-        return load_text_dataset(
-            "imdb_reviews", split, data_dir=tfds_dir, download=imdb_downloadable()
-        )
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            "IMDb not found: set data.path or $ULMFIT_IMDB to an aclImdb folder or "
-            f"aclImdb_v1.tar.gz, put it at {SHARED_IMDB}, or prepare TFDS's imdb_reviews"
-        ) from error
+    return DataSpec.from_config(values).to_config()

@@ -22,9 +22,10 @@ Example:
 
     for text, label in read_sst("trainDevTestTrees_PTB.zip", "dev", binary=True): ...
 
-As a local format of `ulmfit_jax.core.data.local_datasets` ("sst", "sst2"), `path` is the zip, a
-folder holding it, or a folder of the three tree files (or with a `trees/` folder of them); the
-splits are "train", "validation" (dev.txt) and "test".
+As the reader of the local formats "sst" and "sst2" (`read(spec, split)`, see
+`ulmfit_jax.core.data.readers`), `data.path` is the zip, a folder holding it, or a folder of the
+three tree files (or with a `trees/` folder of them), read in place; the splits are "train",
+"validation" (dev.txt) and "test".
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import zipfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ulmfit_jax.core.data.decode import Decoder
+from ulmfit_jax.core.data.documents import Document, Documents
+
+if TYPE_CHECKING:
+    from ulmfit_jax.core.data.spec import DataSpec
 
 SST_FORMATS = ("sst", "sst2")
 SST5_NAMES = ("very negative", "negative", "neutral", "positive", "very positive")
@@ -96,14 +103,15 @@ def iter_tree_lines(path: str | os.PathLike, split: str) -> Iterator[tuple[str, 
     path = trees_source(pathlib.Path(path).expanduser())
     if path.is_dir():  # the folder of the tree files (trees_source checked)
         file = path / name
-        text, location = file.read_text(encoding="utf-8"), str(file)
+        raw, location = file.read_bytes(), str(file)
     elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             member = _zip_member(archive, name)
-            text = archive.read(member).decode("utf-8")
+            raw = archive.read(member)
         location = f"{path}:{member}"
     else:
         raise FileNotFoundError(f"no SST trees at {path}: expected the PTB-trees zip or folder")
+    text = Decoder(location, "strict")(raw)
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield f"{location}:{number}", line
@@ -152,22 +160,15 @@ def trees_source(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def tree_folder(path: str | os.PathLike, cache_dir: str | os.PathLike) -> pathlib.Path:
-    """A folder of the three tree files for `path`, extracting a zip (the path itself or the
-    only `*.zip` in the folder) into `cache_dir` once, keyed by its size and mtime."""
-    path = trees_source(pathlib.Path(path).expanduser().resolve())
-    if path.is_dir():
-        return path
-    if not (path.is_file() and zipfile.is_zipfile(path)):
-        raise FileNotFoundError(f"no SST trees at {path}: expected the PTB-trees zip or folder")
-    st = path.stat()
-    target = pathlib.Path(cache_dir).expanduser() / f"{path.stem}-{st.st_size}-{st.st_mtime_ns}"
-    if not all((target / n).is_file() for n in SPLIT_FILES.values()):
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        partial.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path) as archive:
-            for name in SPLIT_FILES.values():
-                (partial / name).write_bytes(archive.read(_zip_member(archive, name)))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(partial, target)
-    return target
+def read(spec: DataSpec, split: str) -> Documents:
+    """The sentences of one split (`data.format` "sst": 5 classes, "sst2": 2), labelled by
+    name, class order `SST5_NAMES` / `SST2_NAMES`."""
+    binary = spec.format == "sst2"
+    documents = []
+    for where, line in iter_tree_lines(spec.path, split):
+        text, label = parse_tree(line, where=where)
+        name = label_name(label, binary)
+        if name is not None:
+            documents.append(Document((text,), name, where))
+    names = SST2_NAMES if binary else SST5_NAMES
+    return Documents(documents, f"{spec.description}[{split}]", names)

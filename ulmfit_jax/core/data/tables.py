@@ -1,17 +1,22 @@
 """Tables of labelled text as users have them: CSV, TSV, JSONL files or a pandas DataFrame.
 
-`read_table` returns every column of every row (prediction keeps the columns it does not use),
-with the policies a spreadsheet export needs:
+The reader of `source="local"` with `format` "csv", "tsv" or "jsonl" (and of DataFrames passed
+to the Python API). `read_table` returns every column of every row (prediction keeps the
+columns it does not use), with the policies a spreadsheet export needs:
 
-* a UTF-8 byte-order mark (Excel's "CSV UTF-8") is dropped, so the first column is `text`,
-  not `\\ufefftext`;
+* bytes are decoded by `ulmfit_jax.core.data.decode`: a UTF-8 byte-order mark (Excel's "CSV
+  UTF-8") is dropped, so the first column is `text`, not `\\ufefftext`; invalid UTF-8 is
+  replaced with U+FFFD (`errors="replace"`, counted per row in `Table.replaced_rows`) or raises
+  naming the line (`errors="strict"`);
 * newlines inside quoted fields are normalised to `\\n` (`\\r\\n` would tokenize differently);
-* invalid UTF-8 is replaced with U+FFFD (`errors="replace"`, counted per row in
-  `Table.replaced_rows`) or raises naming the line (`errors="strict"`);
-* an empty file, or one with a header and no rows, is an error naming the file.
+* an empty file, or one with a header and no rows, is an error naming the file;
+* a CSV/TSV without a header row (`header=False`, `data.header=False`) names its columns
+  "0", "1", ... (AG News' `test.csv`: `text_fields=("1", "2")`, `label_field="0"`).
 
-`document_text` joins several text columns as fastai's `tokenize_df` does: each field marked
-`xxfld 1 ...`, `xxfld 2 ...` when there are several.
+`read(spec, split)` is the registry's entry (`ulmfit_jax.core.data.readers`): the split's file
+(`data.path` itself is `train`; a folder holds `train.csv`, `valid.csv`, `test.csv`, or
+`data.splits` names them) as `Documents`, text columns joined by `document_text` (fastai's
+`xxfld 1 ... xxfld 2 ...` marks when there are several).
 
 Example:
 
@@ -27,10 +32,15 @@ import io
 import json
 import pathlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ulmfit_jax.core.data.decode import Decoder, normalise_newlines
+from ulmfit_jax.core.data.documents import Document, Documents, field_text, join_fields
+
+if TYPE_CHECKING:
+    from ulmfit_jax.core.data.spec import DataSpec
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl")
-FIELD_MARK = "xxfld"  # fastai's FLD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,40 +88,28 @@ def format_of(path: str | pathlib.Path) -> str:
     return suffix
 
 
-def _decode(raw: bytes, path: pathlib.Path, errors: str) -> tuple[str, set[int]]:
-    """UTF-8 text (BOM dropped) and the 1-based lines where bytes were replaced."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8"), set()
-    except UnicodeDecodeError as error:
-        if errors == "strict":
-            line = raw.count(b"\n", 0, error.start) + 1
-            raise ValueError(
-                f"{path}:{line}: invalid UTF-8 at byte {error.start} ({error.reason}); fix the "
-                "file or set data.errors='replace'"
-            ) from error
-    bad_lines = set()
-    for number, line in enumerate(raw.split(b"\n"), 1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            bad_lines.add(number)
-    return raw.decode("utf-8", errors="replace"), bad_lines
+def _decode(path: pathlib.Path, errors: str) -> tuple[str, set[int]]:
+    """The file's text and the 1-based lines where invalid UTF-8 was replaced."""
+    decode = Decoder(str(path), errors)
+    return decode(path.read_bytes()), set(decode.bad_lines)
 
 
-def _normalise(value: Any) -> Any:
-    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
-
-
-def _read_delimited(path: pathlib.Path, delimiter: str, errors: str) -> Table:
-    text, bad_lines = _decode(path.read_bytes(), path, errors)
+def _read_delimited(path: pathlib.Path, delimiter: str, errors: str, header: bool = True) -> Table:
+    text, bad_lines = _decode(path, errors)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(reader, None)
-    if header is None or not any(h.strip() for h in header):
-        raise ValueError(f"{path} is empty: a table needs a header row and at least one row")
-    header = [h.strip() for h in header]
-    rows, replaced, start = [], 0, reader.line_num + 1
+    if header:
+        names = next(reader, None)
+        if names is None or not any(h.strip() for h in names):
+            raise ValueError(f"{path} is empty: a table needs a header row and at least one row")
+        names = [h.strip() for h in names]
+        rows, replaced, start = [], 0, reader.line_num + 1
+    else:  # columns "0", "1", ...: as many as the first row has
+        first_row = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
+        if first_row is None:
+            raise ValueError(f"{path} is empty: a table needs at least one row")
+        names = [str(number) for number in range(len(first_row))]
+        rows, replaced, start = [], 0, 1
+    header = names
     for row in reader:
         first, start = start, reader.line_num + 1
         if not row or not any(cell.strip() for cell in row):
@@ -120,7 +118,7 @@ def _read_delimited(path: pathlib.Path, delimiter: str, errors: str) -> Table:
             raise ValueError(
                 f"{path}:{first}: row has {len(row)} columns, the header has {len(header)}"
             )
-        rows.append({h: _normalise(cell) for h, cell in zip(header, row, strict=True)})
+        rows.append({h: normalise_newlines(cell) for h, cell in zip(header, row, strict=True)})
         replaced += any(first <= line < start for line in bad_lines)
     if not rows:
         raise ValueError(f"{path} has a header ({', '.join(header)}) but no rows")
@@ -128,7 +126,7 @@ def _read_delimited(path: pathlib.Path, delimiter: str, errors: str) -> Table:
 
 
 def _read_jsonl(path: pathlib.Path, errors: str) -> Table:
-    text, bad_lines = _decode(path.read_bytes(), path, errors)
+    text, bad_lines = _decode(path, errors)
     rows, columns, replaced = [], {}, 0
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -139,7 +137,7 @@ def _read_jsonl(path: pathlib.Path, errors: str) -> Table:
             raise ValueError(f"{path}:{number}: invalid JSON: {error.msg}") from error
         if not isinstance(obj, dict):
             raise ValueError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-        rows.append({k: _normalise(v) for k, v in obj.items()})
+        rows.append({k: normalise_newlines(v) for k, v in obj.items()})
         columns.update(dict.fromkeys(obj))
         replaced += number in bad_lines
     if not rows:
@@ -149,7 +147,7 @@ def _read_jsonl(path: pathlib.Path, errors: str) -> Table:
 
 def _from_frame(frame: Any) -> Table:
     columns = tuple(str(c) for c in frame.columns)
-    rows = [{str(k): _normalise(v) for k, v in r.items()} for r in frame.to_dict("records")]
+    rows = [{str(k): normalise_newlines(v) for k, v in r.items()} for r in frame.to_dict("records")]
     if not rows:
         raise ValueError("the DataFrame has no rows")
     return Table(columns, rows, "DataFrame")
@@ -160,13 +158,16 @@ def is_frame(obj: Any) -> bool:
     return hasattr(obj, "to_dict") and hasattr(obj, "columns") and hasattr(obj, "iloc")
 
 
-def read_table(source: Any, format: str | None = None, *, errors: str = "replace") -> Table:
+def read_table(
+    source: Any, format: str | None = None, *, errors: str = "replace", header: bool = True
+) -> Table:
     """Read a CSV/TSV/JSONL file, or take a pandas DataFrame, as a `Table`.
 
     Args:
         source: A path, or a DataFrame.
         format: "csv", "tsv" or "jsonl"; from the file name when None.
         errors: "replace" invalid UTF-8 (counted in `replaced_rows`) or "strict" (raise).
+        header: CSV/TSV files start with a header row; False names the columns "0", "1", ...
 
     Raises:
         FileNotFoundError: No such file.
@@ -183,13 +184,68 @@ def read_table(source: Any, format: str | None = None, *, errors: str = "replace
     if format == "jsonl":
         return _read_jsonl(path, errors)
     if format in ("csv", "tsv"):
-        return _read_delimited(path, "," if format == "csv" else "\t", errors)
+        return _read_delimited(path, "," if format == "csv" else "\t", errors, header)
     raise ValueError(f"unknown table format {format!r}: expected one of {TABLE_FORMATS}")
 
 
 def document_text(row: Mapping[str, Any], text_fields: Sequence[str]) -> str:
     """One document from a row's text columns, fastai-style (`xxfld N` marks for several)."""
-    parts = ["" if row.get(f) is None else str(row.get(f)) for f in text_fields]
-    if len(parts) == 1:
-        return parts[0]
-    return " ".join(f"{FIELD_MARK} {i} {p}" for i, p in enumerate(parts, 1))
+    return join_fields([field_text(row.get(field)) for field in text_fields])
+
+
+def documents_of(table: Table, spec: DataSpec, where: str) -> Documents:
+    """The documents of a table: `spec.text_fields` as fields, `spec.label_field` as labels,
+    each row kept beside its document."""
+    table.require(spec.text_fields, "text column")
+    if spec.label_field:
+        table.require((spec.label_field,), "label column")
+    documents = [
+        Document(
+            tuple(field_text(row.get(field)) for field in spec.text_fields),
+            row.get(spec.label_field) if spec.label_field else None,
+            where,
+        )
+        for row in table.rows
+    ]
+    return Documents(documents, where, rows=list(table.rows), replaced_rows=table.replaced_rows)
+
+
+def table_paths(spec: DataSpec) -> dict[str, pathlib.Path]:
+    """Split name -> file of a table dataset (a file given as `data.path` is `train`)."""
+    root = pathlib.Path(spec.path).expanduser()
+    if root.is_file():
+        return {"train": root}
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.path {root} does not exist")
+    if spec.splits:
+        paths = {}
+        for name, pattern in spec.splits:
+            matches = sorted(root.glob(pattern))
+            if len(matches) != 1:
+                raise ValueError(
+                    f"data.splits {name}={pattern!r} matches {len(matches)} files under {root}, "
+                    "not one"
+                )
+            paths[name] = matches[0]
+        return paths
+    ext = "txt" if spec.format == "tsv" and not list(root.glob("*.tsv")) else spec.format
+    names = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
+    return {s: root / f"{f}.{ext}" for s, f in names.items() if (root / f"{f}.{ext}").is_file()}
+
+
+def read(spec: DataSpec, split: str) -> Documents:
+    """The documents of one split of a CSV/TSV/JSONL dataset (module docstring).
+
+    Raises:
+        FileNotFoundError: no file for `split` (the message lists the files there).
+    """
+    paths = table_paths(spec)
+    if split not in paths:
+        root = pathlib.Path(spec.path).expanduser()
+        raise FileNotFoundError(
+            f"no {split} file in data.path {root}: expected {split}.{spec.format} or "
+            f"data.splits='{split}=FILE' (files there: "
+            f"{sorted(p.name for p in root.iterdir())})"
+        )
+    table = read_table(paths[split], spec.format, errors=spec.errors, header=spec.header)
+    return documents_of(table, spec, str(paths[split]))
