@@ -202,7 +202,7 @@ def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
 
     # Predict: the input's columns, the label and a probability per class.
     (tmp_path / "new.csv").write_text("sentence,note\nvery good film.,a\nbad plot,b\n")
-    c.mode = "predict"
+    c.stage = "predict"
     c.predict.input = str(tmp_path / "new.csv")
     out = run(c, str(workdir))
     rows = list(csv.DictReader(open(out["output"], encoding="utf-8")))
