@@ -12,8 +12,8 @@ import pytest
 from elmo_fixtures import tiny_config
 
 from elmo_jax.downstream.models import (
-    ClassifierConfig,
     LayerCache,
+    SentenceClassifierConfig,
     bilm_layers,
     classifier_logits,
     elmo_task_loss,
@@ -48,7 +48,7 @@ def bilm():
 def test_task_model_trains_and_the_bilm_stays_frozen(bilm):
     bilm_params, bilm_config = bilm
     frozen = jax.tree.map(np.array, bilm_params)
-    model = ClassifierConfig(
+    model = SentenceClassifierConfig(
         num_classes=2, input_dim=bilm_config.output_dim, hidden=8, elmo_dropout=0.0, dropout=0.0
     )
     params = init_classifier(jax.random.key(0), model)
@@ -87,7 +87,7 @@ def test_task_model_trains_and_the_bilm_stays_frozen(bilm):
 def test_cached_layers_give_the_end_to_end_logits(bilm, layers, hidden):
     bilm_params, bilm_config = bilm
     sentences, _ = generated(5, seed=1)
-    model = ClassifierConfig(
+    model = SentenceClassifierConfig(
         num_classes=3, input_dim=bilm_config.output_dim, layers=layers, hidden=hidden
     )
     params = init_classifier(jax.random.key(1), model)

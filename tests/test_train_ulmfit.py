@@ -261,7 +261,7 @@ def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
     scores = ulmfit.run(tiny_config(evaluate_imdb, corpora, **{"eval.workdirs": workdirs}), None)
     assert set(scores) == {*workdirs, "ensemble"}
     # The outputs each stage kept of its test pass give the evaluate stage's scores again.
-    from ulmfit_jax.inference.test_outputs import ensemble_accuracy, load_test_outputs
+    from ulmfit_jax.inference.saved_outputs import ensemble_accuracy, load_test_outputs
 
     for w in workdirs:
         saved = load_test_outputs(w)

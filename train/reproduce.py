@@ -56,7 +56,7 @@ from train.configs import (
 from ulmfit_jax.core.data.imdb import find_imdb
 from ulmfit_jax.core.paths import SHARED_DATA
 from ulmfit_jax.core.training.attempts import record_attempt, stage_seconds
-from ulmfit_jax.inference.test_outputs import TEST_OUTPUTS, ensemble_accuracy
+from ulmfit_jax.inference.saved_outputs import TEST_OUTPUTS, ensemble_accuracy
 
 
 @dataclasses.dataclass(frozen=True)

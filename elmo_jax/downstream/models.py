@@ -37,7 +37,7 @@ Params = dict
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
+class SentenceClassifierConfig:
     """The task model's shapes and dropouts (hashable: a `jit` static argument).
 
     Attributes:
@@ -60,7 +60,7 @@ class ClassifierConfig:
     do_layer_norm: bool = False
 
 
-def init_classifier(rng: jax.Array, config: ClassifierConfig) -> Params:
+def init_classifier(rng: jax.Array, config: SentenceClassifierConfig) -> Params:
     """Scalar mix at equal weights and gamma 1; PyTorch-style LSTM init; Glorot output."""
     k_f, k_b, k_o = jax.random.split(rng, 3)
     # Max- and mean-pooled: twice the width of what is pooled.
@@ -83,7 +83,7 @@ def init_classifier(rng: jax.Array, config: ClassifierConfig) -> Params:
 
 def classifier_logits(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     layers: jax.Array,
     mask: jax.Array,
     *,
@@ -141,7 +141,7 @@ def classifier_logits(
 
 def task_loss(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     layers: jax.Array,
     mask: jax.Array,
     labels: jax.Array,
@@ -167,7 +167,7 @@ def bilm_layers(
 
 def elmo_task_loss(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     bilm_params: Params,
     bilm_config: BiLMConfig,
     char_ids: jax.Array,

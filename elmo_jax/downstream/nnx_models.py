@@ -1,8 +1,8 @@
 """The ELMo task classifier (`elmo_jax.downstream.models`) as a Flax NNX module.
 
     bilm = BiLM.from_allennlp("options.json", "weights.hdf5")          # frozen
-    model = TaskClassifier(ClassifierConfig(num_classes=6, input_dim=bilm.config.output_dim),
-                           bilm=bilm, rngs=nnx.Rngs(0))
+    config = SentenceClassifierConfig(num_classes=6, input_dim=bilm.config.output_dim)
+    model = TaskClassifier(config, bilm=bilm, rngs=nnx.Rngs(0))
     logits = model(batch_to_ids(sentences))              # through the frozen biLM
     logits = model.from_layers(*cache.batch(rows, model.config.layers))   # from a LayerCache
 
@@ -20,7 +20,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from elmo_jax.downstream.models import ClassifierConfig, bilm_layers, classifier_logits
+from elmo_jax.downstream.models import SentenceClassifierConfig, bilm_layers, classifier_logits
 from elmo_jax.downstream.models import init_classifier as init_task_params
 from elmo_jax.nnx import BiLM
 from ulmfit_jax.core.nn.nnx_params import ParamTree, draw_key, dropout_stream
@@ -39,7 +39,7 @@ class TaskClassifier(ParamTree):
 
     def __init__(
         self,
-        config: ClassifierConfig,
+        config: SentenceClassifierConfig,
         *,
         bilm: BiLM | None = None,
         params: dict[str, Any] | None = None,
