@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from elmo_fixtures import tiny_config
+from elmo_fixtures import tiny_bilm_params, tiny_config
 
 from elmo_jax.downstream.models import (
     LayerCache,
@@ -20,7 +20,6 @@ from elmo_jax.downstream.models import (
     init_classifier,
 )
 from elmo_jax.model.characters import batch_to_ids
-from elmo_jax.model.init import init_bilm
 from elmo_jax.weights.allennlp import write_random_weights
 
 WORDS = "the a movie film plot actor scene was is very quite really".split()
@@ -41,8 +40,7 @@ def generated(n, seed=0):
 
 @pytest.fixture(scope="module")
 def bilm():
-    config = tiny_config()
-    return init_bilm(jax.random.key(3), config), config
+    return tiny_bilm_params(3)
 
 
 def test_task_model_trains_and_the_bilm_stays_frozen(bilm):
