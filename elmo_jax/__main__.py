@@ -33,7 +33,13 @@ from collections.abc import Sequence
 from absl import flags
 
 from elmo_jax.embedding.files import LAYER_MODES
-from ulmfit_jax.core.commands import Command, UsageError, run_commands
+from ulmfit_jax.core.commands import (
+    Command,
+    UsageError,
+    define_switches,
+    define_text_flags,
+    run_commands,
+)
 
 PROGRAM = "elmo-jax"
 _LAYER_FLAGS = {
@@ -44,12 +50,14 @@ _LAYER_FLAGS = {
 
 
 def _define_model_flags(flag_values: flags.FlagValues) -> None:
-    def text(name, help):
-        flags.DEFINE_string(name, None, help, flag_values=flag_values)
-
-    text("model", "a released model: small, medium, original, original_5.5B")
-    text("options", "the model's options.json (instead of --model)")
-    text("weights", "the model's hdf5 weights (instead of --model)")
+    define_text_flags(
+        flag_values,
+        {
+            "model": "a released model: small, medium, original, original_5.5B",
+            "options": "the model's options.json (instead of --model)",
+            "weights": "the model's hdf5 weights (instead of --model)",
+        },
+    )
 
 
 def _check_model(flag_values: flags.FlagValues) -> None:
@@ -61,30 +69,25 @@ def _check_model(flag_values: flags.FlagValues) -> None:
 
 
 def _define_embed_flags(flag_values: flags.FlagValues) -> None:
-    def boolean(name, help):
-        flags.DEFINE_bool(name, False, help, flag_values=flag_values)
-
     _define_model_flags(flag_values)
     flags.DEFINE_enum("layers", "all", LAYER_MODES, "which layers", flag_values=flag_values)
-    for mode, help in _LAYER_FLAGS.items():
-        boolean(mode, f"--layers {mode}: {help}")
+    define_switches(
+        flag_values, {mode: f"--layers {mode}: {help}" for mode, help in _LAYER_FLAGS.items()}
+    )
     flags.DEFINE_integer("batch-size", 64, "sentences per batch", flag_values=flag_values)
-    boolean(
-        "stateful",
-        "AllenNLP's behaviour: file order, exact batches; row r continues row r of the "
-        "previous batch (default: every sentence starts from the zero state)",
+    define_switches(
+        flag_values,
+        {
+            "stateful": "AllenNLP's behaviour: file order, exact batches; row r continues row r "
+            "of the previous batch (default: every sentence starts from the zero state)",
+            "use-sentence-keys": "name each dataset by its sentence instead of its line index",
+            "forget-sentences": "leave out the 'sentence_to_index' dataset (JSON: sentence -> "
+            "line index)",
+            "token-cache": "run the character CNN once per distinct word and look the rest up",
+        },
     )
-    boolean("use-sentence-keys", "name each dataset by its sentence instead of its line index")
-    boolean(
-        "forget-sentences",
-        "leave out the 'sentence_to_index' dataset (JSON: sentence -> line index)",
-    )
-    boolean("token-cache", "run the character CNN once per distinct word and look the rest up")
-    flags.DEFINE_string(
-        "vocab",
-        None,
-        "words (one per line) to precompute in the token cache; implies it",
-        flag_values=flag_values,
+    define_text_flags(
+        flag_values, {"vocab": "words (one per line) to precompute in the token cache; implies it"}
     )
     flags.DEFINE_enum(
         "invalid-utf8",
@@ -138,6 +141,7 @@ def _guarded(work, output: str) -> int:
 
 
 def _embed(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Embed a file of sentences (one per line) into hdf5."""
     input_path, output = positionals
 
     def work():
@@ -169,6 +173,7 @@ def _embed(flag_values: flags.FlagValues, positionals: list[str]) -> int:
 
 
 def _tokens(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Dump the context-independent token embeddings of a vocabulary (dataset 'embedding')."""
     vocab_path, output = positionals
 
     def work():
@@ -183,22 +188,8 @@ def _tokens(flag_values: flags.FlagValues, positionals: list[str]) -> int:
 
 
 COMMANDS = (
-    Command(
-        name="embed",
-        help="embed a file of sentences (one per line) into hdf5",
-        define=_define_embed_flags,
-        positionals=("INPUT", "OUTPUT"),
-        run=_embed,
-        check=_check_embed,
-    ),
-    Command(
-        name="tokens",
-        help="dump context-independent token embeddings (dataset 'embedding')",
-        define=_define_model_flags,
-        positionals=("VOCAB", "OUTPUT"),
-        run=_tokens,
-        check=_check_model,
-    ),
+    Command("embed", ("INPUT", "OUTPUT"), _define_embed_flags, _embed, _check_embed),
+    Command("tokens", ("VOCAB", "OUTPUT"), _define_model_flags, _tokens, _check_model),
 )
 
 

@@ -21,27 +21,36 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from ulmfit_jax.core.commands import Command, UsageError, run_commands
+from ulmfit_jax.core.commands import (
+    Command,
+    UsageError,
+    define_switches,
+    define_text_flags,
+    run_commands,
+)
 
 PROGRAM = "python -m ulmfit_jax"
 
 
 def _define_convert_flags(flag_values: flags.FlagValues) -> None:
-    def text(name, help):
-        flags.DEFINE_string(name, None, help, flag_values=flag_values)
-
-    text("out", "the folder to write (DIR/export)")
-    text("pretrained", "a registered language model, e.g. wt103_fwd")
-    text("pth", "a fastai state dict (.pth): path or address")
-    text("itos", "its vocabulary (itos.pkl): path or address")
-    text("classifier", "the .pth is a text classifier; this is a JSON file of its ClassifierConfig")
+    define_text_flags(
+        flag_values,
+        {
+            "out": "the folder to write (DIR/export)",
+            "pretrained": "a registered language model, e.g. wt103_fwd",
+            "pth": "a fastai state dict (.pth): path or address",
+            "itos": "its vocabulary (itos.pkl): path or address",
+            "classifier": "the .pth is a text classifier; this is a JSON file of its "
+            "ClassifierConfig",
+        },
+    )
     flags.DEFINE_list(
         "labels", None, "classifier: comma-separated class names, in order", flag_values=flag_values
     )
     flags.DEFINE_integer(
         "max-tokens", 0, "classifier: keep the first N tokens (0: all)", flag_values=flag_values
     )
-    flags.DEFINE_bool("backward", False, "trained on reversed text", flag_values=flag_values)
+    define_switches(flag_values, {"backward": "trained on reversed text"})
 
 
 def _check_convert(flag_values: flags.FlagValues) -> None:
@@ -61,6 +70,7 @@ def _check_convert(flag_values: flags.FlagValues) -> None:
 
 
 def _convert(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Write fastai weights as an export that load_lm and Predictor read."""
     # Imported late so that `--help` is instant.
     from ulmfit_jax.weights import convert
 
@@ -93,16 +103,7 @@ def _convert(flag_values: flags.FlagValues, positionals: list[str]) -> int:
     return 0
 
 
-COMMANDS = (
-    Command(
-        name="convert",
-        help="write fastai weights as an export that load_lm / Predictor read",
-        define=_define_convert_flags,
-        positionals=(),
-        run=_convert,
-        check=_check_convert,
-    ),
-)
+COMMANDS = (Command("convert", (), _define_convert_flags, _convert, _check_convert),)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,14 +4,15 @@ absl flags, the flag library of the `train.*` programs.
     PROGRAM COMMAND [--flag=value | --flag value | --bool | --nobool | POSITIONAL]...
 
 The command word comes first; then the command's absl flags and its positional arguments in any
-order (absl's GNU-style parsing). Each call parses into a fresh `flags.FlagValues`, so a program
+order (absl's GNU-style parsing). A program without commands (`train.demo`, `train.reproduce`)
+uses `parse_flags` alone. Each call parses into a fresh `flags.FlagValues`, so a program
 can be run many times in one process (tests, notebooks) and never touches the global
 `flags.FLAGS` of the training programs.
 
 A mistake on the command line (an unknown command or flag, a bad value, a missing argument, a
 refused combination) prints one line, `PROGRAM: error: MESSAGE`, and exits with status 2
-(`SystemExit`, as argparse does); `-h`/`--help` prints the command's flags. What happens after
-parsing is the command's own: `run` returns the exit status.
+(`SystemExit`, as argparse does); `-h`/`--help` prints the command's flags and exits with status
+0. What happens after parsing is the command's own: `run` returns the exit status.
 """
 
 from __future__ import annotations
@@ -34,19 +35,35 @@ class Command:
 
     Attributes:
       name: the word that selects it (`embed`).
-      help: one line for the program's usage.
-      define: defines the command's flags on the `FlagValues` it is given.
       positionals: the names of its positional arguments, in order (`("INPUT", "OUTPUT")`).
-      run: `run(flag_values, positionals) -> exit status`, after parsing and `check`.
+      define: defines the command's flags on the `FlagValues` it is given.
+      run: `run(flag_values, positionals) -> exit status`, after parsing and `check`; the first
+        line of its docstring is the command's help.
       check: raises `UsageError` for a refused combination of flags.
     """
 
     name: str
-    help: str
-    define: Callable[[flags.FlagValues], None]
     positionals: tuple[str, ...]
+    define: Callable[[flags.FlagValues], None]
     run: Callable[[flags.FlagValues, list[str]], int]
     check: Callable[[flags.FlagValues], None] = lambda flag_values: None
+
+    @property
+    def help(self) -> str:
+        """One line for the usage: the first line of `run`'s docstring."""
+        return (self.run.__doc__ or "").strip().split("\n")[0].rstrip(".")
+
+
+def define_text_flags(flag_values: flags.FlagValues, helps: dict[str, str]) -> None:
+    """String flags that default to None (not given), one per `name: help`."""
+    for name, help in helps.items():
+        flags.DEFINE_string(name, None, help, flag_values=flag_values)
+
+
+def define_switches(flag_values: flags.FlagValues, helps: dict[str, str]) -> None:
+    """Boolean flags that default to False (`--name` / `--noname`), one per `name: help`."""
+    for name, help in helps.items():
+        flags.DEFINE_bool(name, False, help, flag_values=flag_values)
 
 
 def usage_error(program: str, message: str) -> NoReturn:
@@ -61,9 +78,8 @@ def _usage(program: str, commands: Sequence[Command]) -> str:
     return "\n".join(lines)
 
 
-def _command_help(program: str, command: Command, flag_values: flags.FlagValues) -> str:
-    head = f"usage: {program} {command.name} [FLAGS] {' '.join(command.positionals)}"
-    lines = [head, "", command.help, ""]
+def _flags_help(head: str, about: str, flag_values: flags.FlagValues) -> str:
+    lines = [head, "", about, ""]
     for name in sorted(flag_values):
         flag = flag_values[name]
         default = "" if flag.default is None else f" (default: {flag.default})"
@@ -71,47 +87,60 @@ def _command_help(program: str, command: Command, flag_values: flags.FlagValues)
     return "\n".join(lines)
 
 
-def parse(
-    program: str, commands: Sequence[Command], argv: Sequence[str]
-) -> tuple[Command, flags.FlagValues, list[str]] | None:
-    """The command, its parsed flags and its positional arguments; None after printing help."""
-    by_name = {c.name: c for c in commands}
+def parse_flags(
+    program: str,
+    define: Callable[[flags.FlagValues], None],
+    argv: Sequence[str],
+    *,
+    positionals: tuple[str, ...] = (),
+    about: str = "",
+    command: str = "",
+) -> tuple[flags.FlagValues, list[str]]:
+    """Parse `argv` (the arguments after the program, or after its command word) into a fresh
+    `FlagValues` on which `define` defined the flags; returns them and the positional
+    arguments, which must be as many as `positionals` names. A mistake exits with one line and
+    status 2 (`usage_error`); `-h`/`--help` prints the flags and exits with status 0."""
     argv = [str(a) for a in argv]
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    if "-h" in argv or "--help" in argv:
+        head = f"usage: {' '.join(filter(None, (program, command)))} [FLAGS]"
+        print(_flags_help(f"{head} {' '.join(positionals)}".rstrip(), about, flag_values))
+        raise SystemExit(0)
+    try:
+        given = flag_values([program, *argv])[1:]
+    except flags.Error as error:
+        usage_error(program, str(error).splitlines()[0])
+    if len(given) != len(positionals):
+        what = f"{command} takes" if command else "takes"
+        names = f", {' '.join(positionals)}" if positionals else ""
+        usage_error(program, f"{what} {len(positionals)} arguments{names}; got {given}")
+    return flag_values, given
+
+
+def run_commands(program: str, commands: Sequence[Command], argv: Sequence[str] | None) -> int:
+    """Parse `argv` (default `sys.argv[1:]`), then check and run the command it names; returns
+    the command's exit status. `PROGRAM --help` lists the commands."""
+    by_name = {c.name: c for c in commands}
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage(program, commands))
         if argv:
-            return None
+            return 0
         usage_error(program, f"give a command: {', '.join(by_name)}")
-    name, rest = argv[0], argv[1:]
-    if name not in by_name:
-        usage_error(program, f"unknown command {name!r}: expected one of {', '.join(by_name)}")
-    command = by_name[name]
-    flag_values = flags.FlagValues()
-    command.define(flag_values)
-    if "-h" in rest or "--help" in rest:
-        print(_command_help(program, command, flag_values))
-        return None
-    try:
-        positionals = flag_values([program, *rest])[1:]
-    except flags.Error as error:
-        usage_error(program, str(error).splitlines()[0])
-    if len(positionals) != len(command.positionals):
-        usage_error(
-            program,
-            f"{name} takes {len(command.positionals)} arguments, "
-            f"{' '.join(command.positionals)}; got {len(positionals)}: {positionals}",
-        )
+    if argv[0] not in by_name:
+        usage_error(program, f"unknown command {argv[0]!r}: expected one of {', '.join(by_name)}")
+    command = by_name[argv[0]]
+    flag_values, positionals = parse_flags(
+        program,
+        command.define,
+        argv[1:],
+        positionals=command.positionals,
+        about=command.help,
+        command=command.name,
+    )
     try:
         command.check(flag_values)
     except UsageError as error:
         usage_error(program, str(error))
-    return command, flag_values, positionals
-
-
-def run_commands(program: str, commands: Sequence[Command], argv: Sequence[str] | None) -> int:
-    """Parse `argv` (default `sys.argv[1:]`) and run the command; returns its exit status."""
-    parsed = parse(program, commands, sys.argv[1:] if argv is None else argv)
-    if parsed is None:
-        return 0
-    command, flag_values, positionals = parsed
     return command.run(flag_values, positionals)
