@@ -221,12 +221,7 @@ def tiny_stage_config(bilm_dir, **overrides):
     config = get_config("tiny")
     config.data.path = str(FIXTURE)
     config.bilm.dir = str(bilm_dir)
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 

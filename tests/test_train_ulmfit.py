@@ -72,12 +72,7 @@ def tiny_config(module, corpora, **overrides):
         c.data.path = str(corpora["imdb"])
     elif c.data.format == "wikitext":
         c.data.path = str(corpora["wiki"])
-    for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+    c.update_from_flattened_dict(overrides)
     return c
 
 
