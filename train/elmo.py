@@ -22,6 +22,7 @@ from collections.abc import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from ulmfit_jax.core.commands import usage_error
 from ulmfit_jax.core.training import cli
 
 
@@ -99,7 +100,7 @@ def run_task_program(program: str, run: Callable) -> None:
     if any(a.split("=", 1)[0] == "--config.mode" for a in argv):
         # Caught before parsing: the locked config has no `mode`, and ml_collections' error
         # would not name `stage`.
-        cli.fail(program, _RENAMED_MODE, argv)
+        usage_error(program, _RENAMED_MODE)
 
     def task_main(args: list[str]) -> None:
         if len(args) > 1:
