@@ -3,7 +3,12 @@
     elmo-jax embed (--model NAME | --options OPTIONS --weights WEIGHTS) INPUT OUTPUT.hdf5 \\
         [--all | --top | --average | --layers all|top|average] [--batch-size N] [--stateful]
         [--use-sentence-keys] [--forget-sentences] [--token-cache] [--vocab FILE]
+        [--invalid-utf8 error|replace]
     elmo-jax tokens (--model NAME | --options OPTIONS --weights WEIGHTS) VOCAB OUTPUT.hdf5
+
+The command comes first, then its absl flags (`--flag value` or `--flag=value`, as in the
+`train.*` programs) and its two file arguments in any order; `elmo-jax COMMAND --help` lists the
+flags (`ulmfit_jax.core.commands`).
 
 `--model` is a released model of `elmo_jax.weights.pretrained` ("small", "medium", "original",
 "original_5.5B"), downloaded once into the cache; `--options`/`--weights` are files or addresses.
@@ -14,82 +19,96 @@
 `--stateful` is what `allennlp elmo` always does (state carried from batch to batch, file order);
 without it every sentence starts from the zero state. `tokens` writes the
 context-independent embedding of each vocabulary line as one dataset "embedding"
-[n_words, projection_dim], bilm-tf's `dump_token_embeddings` format. Bad input (missing or
-mismatched weights, non-UTF-8 text) ends with a one-line error and exit status 2; Ctrl-C with one
-line and exit status 130, leaving no output file (it is renamed into place only when complete).
+[n_words, projection_dim], bilm-tf's `dump_token_embeddings` format. A mistake on the command
+line ends with one line and exit status 2 (SystemExit); bad input (missing or mismatched
+weights, non-UTF-8 text) likewise returns 2; Ctrl-C ends with one line and exit status 130,
+leaving no output file (it is renamed into place only when complete).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from absl import flags
+
 from elmo_jax.embedding.files import LAYER_MODES
+from ulmfit_jax.core.commands import (
+    Command,
+    UsageError,
+    define_switches,
+    define_text_flags,
+    run_commands,
+)
+
+PROGRAM = "elmo-jax"
+_LAYER_FLAGS = {
+    "all": "all biLM layers, [layers, n_tokens, D] (the default)",
+    "top": "the top LSTM layer, [n_tokens, D]",
+    "average": "the mean of the layers, [n_tokens, D]",
+}
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="a released model: small, medium, original, original_5.5B")
-    parser.add_argument("--options", help="the model's options.json (instead of --model)")
-    parser.add_argument("--weights", help="the model's hdf5 weights (instead of --model)")
-
-
-def _check_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    files = args.options or args.weights
-    if args.model and files:
-        parser.error("give either --model NAME or --options and --weights, not both")
-    if not args.model and not (args.options and args.weights):
-        parser.error("give either --model NAME or both --options and --weights")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elmo-jax", description="ELMo biLM tools in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    embed = sub.add_parser("embed", help="embed a file of sentences (one per line) into hdf5")
-    _model_arguments(embed)
-    embed.add_argument("input", help="UTF-8 text, one whitespace-tokenized sentence per line")
-    embed.add_argument("output", help="the hdf5 file to write")
-    group = embed.add_mutually_exclusive_group()
-    group.add_argument("--layers", choices=LAYER_MODES, default="all")
-    for mode, text in (
-        ("all", "all biLM layers, [layers, n_tokens, D] (the default)"),
-        ("top", "the top LSTM layer, [n_tokens, D]"),
-        ("average", "the mean of the layers, [n_tokens, D]"),
-    ):
-        group.add_argument(f"--{mode}", dest="layers", action="store_const", const=mode, help=text)
-    embed.add_argument("--batch-size", type=int, default=64)
-    embed.add_argument(
-        "--stateful",
-        action="store_true",
-        help="AllenNLP's behaviour: file order, exact batches; row r continues row r of the "
-        "previous batch (default: every sentence starts from the zero state)",
+def _define_model_flags(flag_values: flags.FlagValues) -> None:
+    define_text_flags(
+        flag_values,
+        {
+            "model": "a released model: small, medium, original, original_5.5B",
+            "options": "the model's options.json (instead of --model)",
+            "weights": "the model's hdf5 weights (instead of --model)",
+        },
     )
-    embed.add_argument(
-        "--use-sentence-keys",
-        action="store_true",
-        help="name each dataset by its sentence instead of its line index",
-    )
-    embed.add_argument(
-        "--forget-sentences",
-        action="store_true",
-        help="leave out the 'sentence_to_index' dataset (JSON: sentence -> line index)",
-    )
-    embed.add_argument(
-        "--token-cache",
-        action="store_true",
-        help="run the character CNN once per distinct word and look the rest up",
-    )
-    embed.add_argument(
-        "--vocab", help="words (one per line) to precompute in the token cache; implies it"
-    )
-    embed.add_argument("--invalid-utf8", choices=("error", "replace"), default="error")
 
-    tokens = sub.add_parser("tokens", help="dump context-independent token embeddings")
-    _model_arguments(tokens)
-    tokens.add_argument("vocab", help="one word per line")
-    tokens.add_argument("output", help="the hdf5 file to write (dataset 'embedding')")
-    return parser
+
+def _check_model(flag_values: flags.FlagValues) -> None:
+    model, options, weights = (flag_values[n].value for n in ("model", "options", "weights"))
+    if model and (options or weights):
+        raise UsageError("give either --model NAME or --options and --weights, not both")
+    if not model and not (options and weights):
+        raise UsageError("give either --model NAME or both --options and --weights")
+
+
+def _define_embed_flags(flag_values: flags.FlagValues) -> None:
+    _define_model_flags(flag_values)
+    flags.DEFINE_enum("layers", "all", LAYER_MODES, "which layers", flag_values=flag_values)
+    define_switches(
+        flag_values, {mode: f"--layers {mode}: {help}" for mode, help in _LAYER_FLAGS.items()}
+    )
+    flags.DEFINE_integer("batch-size", 64, "sentences per batch", flag_values=flag_values)
+    define_switches(
+        flag_values,
+        {
+            "stateful": "AllenNLP's behaviour: file order, exact batches; row r continues row r "
+            "of the previous batch (default: every sentence starts from the zero state)",
+            "use-sentence-keys": "name each dataset by its sentence instead of its line index",
+            "forget-sentences": "leave out the 'sentence_to_index' dataset (JSON: sentence -> "
+            "line index)",
+            "token-cache": "run the character CNN once per distinct word and look the rest up",
+        },
+    )
+    define_text_flags(
+        flag_values, {"vocab": "words (one per line) to precompute in the token cache; implies it"}
+    )
+    flags.DEFINE_enum(
+        "invalid-utf8",
+        "error",
+        ["error", "replace"],
+        "a line that is not valid UTF-8: an error, or U+FFFD for each bad byte",
+        flag_values=flag_values,
+    )
+
+
+def _layers(flag_values: flags.FlagValues) -> str:
+    """`--layers MODE` or one of `--all`/`--top`/`--average`."""
+    given = [m for m in _LAYER_FLAGS if flag_values[m].present and flag_values[m].value]
+    if len(given) + flag_values["layers"].present > 1:
+        raise UsageError("give one of --layers, --all, --top, --average")
+    return given[0] if given else flag_values["layers"].value
+
+
+def _check_embed(flag_values: flags.FlagValues) -> None:
+    _check_model(flag_values)
+    _layers(flag_values)
 
 
 def _read_vocab(path: str) -> list[str]:
@@ -98,52 +117,85 @@ def _read_vocab(path: str) -> list[str]:
         return [w for w in f.read().strip().split("\n") if w]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check_model(parser, args)
+def _load_model(flag_values: flags.FlagValues):
+    # Imported late so that `--help` is instant.
+    from elmo_jax.weights.allennlp import load_allennlp
+    from elmo_jax.weights.pretrained import load_pretrained
+
+    if flag_values["model"].value:
+        return load_pretrained(flag_values["model"].value)
+    return load_allennlp(flag_values["options"].value, flag_values["weights"].value)
+
+
+def _guarded(work, output: str) -> int:
+    """Run `work()`; bad input and Ctrl-C end with one line (exit 2 and 130)."""
     try:
-        # Imported late so that `--help` is instant.
+        work()
+    except (ValueError, OSError, KeyError) as e:
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted; {output} was not written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _embed(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Embed a file of sentences (one per line) into hdf5."""
+    input_path, output = positionals
+
+    def work():
         from elmo_jax.embedding.files import embed_file
         from elmo_jax.embedding.token_cache import TokenEmbeddingCache
-        from elmo_jax.weights.allennlp import load_allennlp
-        from elmo_jax.weights.pretrained import load_pretrained
 
-        if args.model:
-            params, config = load_pretrained(args.model)
-        else:
-            params, config = load_allennlp(args.options, args.weights)
-        if args.command == "tokens":
-            words = _read_vocab(args.vocab)
-            TokenEmbeddingCache(params, config).save(args.output, words)
-            print(f"wrote {len(words)} token embeddings to {args.output}")
-            return 0
+        params, config = _load_model(flag_values)
+        vocab_path = flag_values["vocab"].value
         cache = None
-        if args.token_cache or args.vocab:
-            vocab = _read_vocab(args.vocab) if args.vocab else ()
+        if flag_values["token-cache"].value or vocab_path:
+            vocab = _read_vocab(vocab_path) if vocab_path else ()
             cache = TokenEmbeddingCache(params, config, vocab)
         embed_file(
             params,
             config,
-            args.input,
-            args.output,
-            layers=args.layers,
-            batch_size=args.batch_size,
-            stateful=args.stateful,
-            use_sentence_keys=args.use_sentence_keys,
-            forget_sentences=args.forget_sentences,
+            input_path,
+            output,
+            layers=_layers(flag_values),
+            batch_size=flag_values["batch-size"].value,
+            stateful=flag_values["stateful"].value,
+            use_sentence_keys=flag_values["use-sentence-keys"].value,
+            forget_sentences=flag_values["forget-sentences"].value,
             token_cache=cache,
-            invalid_utf8=args.invalid_utf8,
+            invalid_utf8=flag_values["invalid-utf8"].value,
             log=print,
         )
-    except (ValueError, OSError, KeyError) as e:
-        print(f"elmo-jax: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"elmo-jax: interrupted; {args.output} was not written", file=sys.stderr)
-        return 130
-    return 0
+
+    return _guarded(work, output)
+
+
+def _tokens(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Dump the context-independent token embeddings of a vocabulary (dataset 'embedding')."""
+    vocab_path, output = positionals
+
+    def work():
+        from elmo_jax.embedding.token_cache import TokenEmbeddingCache
+
+        params, config = _load_model(flag_values)
+        words = _read_vocab(vocab_path)
+        TokenEmbeddingCache(params, config).save(output, words)
+        print(f"wrote {len(words)} token embeddings to {output}")
+
+    return _guarded(work, output)
+
+
+COMMANDS = (
+    Command("embed", ("INPUT", "OUTPUT"), _define_embed_flags, _embed, _check_embed),
+    Command("tokens", ("VOCAB", "OUTPUT"), _define_model_flags, _tokens, _check_model),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (default `sys.argv[1:]`); returns the exit status."""
+    return run_commands(PROGRAM, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -31,20 +31,18 @@ from elmo_jax.model import bilm as bilm_lib
 from elmo_jax.model import elmo as elmo_lib
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.lstmp import State
-from ulmfit_jax.core.nn.nnx_params import ParamTree, ShardingRules, draw_key, dropout_stream
-
-Rngs = nnx.Rngs | nnx.RngStream | jax.Array | None
+from ulmfit_jax.core.nn.nnx_params import (
+    DropoutParamTree,
+    ParamTree,
+    Rngs,
+    ShardingRules,
+    init_key,
+)
 
 
 class BiLMWeight(nnx.Variable):
     """A frozen biLM weight: a variable that is not an `nnx.Param`, so `wrt=nnx.Param`
     filters (gradients, optimisers) leave it alone."""
-
-
-def _init_key(rngs: nnx.Rngs | None, what: str) -> jax.Array:
-    if rngs is None:
-        raise ValueError(f"{what} without weights needs rngs to initialise them")
-    return rngs.params()
 
 
 def _load_pretrained(name: str):
@@ -83,7 +81,7 @@ class BiLM(ParamTree):
         if params is None:
             from elmo_jax.model.init import init_bilm
 
-            params = init_bilm(_init_key(rngs, "BiLM"), config)
+            params = init_bilm(init_key(rngs, "BiLM"), config)
         self.config = config
         self.requires_grad = requires_grad
         kind = nnx.Param if requires_grad else BiLMWeight
@@ -137,7 +135,7 @@ class BiLM(ParamTree):
         save_allennlp(self.to_params(), self.config, weight_file, options_file)
 
 
-class Elmo(ParamTree):
+class Elmo(DropoutParamTree):
     """ELMo representations (`elmo_apply`): the biLM's layers, one ScalarMix per output.
 
     Args:
@@ -174,17 +172,15 @@ class Elmo(ParamTree):
             if bilm_params is None:
                 from elmo_jax.model.init import init_bilm
 
-                bilm_params = init_bilm(_init_key(rngs, "Elmo"), config)
+                bilm_params = init_bilm(init_key(rngs, "Elmo"), config)
             params = elmo_lib.init_elmo(
                 bilm_params, config, num_output_representations, scalar_mix_parameters
             )
-        self.config = config
+        self.keep_config_and_mode(config, deterministic, rngs)
         self.requires_grad = requires_grad
         self.do_layer_norm = do_layer_norm
         self.dropout = float(dropout)
         self.keep_sentence_boundaries = keep_sentence_boundaries
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
         self.bilm = BiLM(
             config,
             params=params["bilm"],
@@ -205,10 +201,8 @@ class Elmo(ParamTree):
         """`elmo_apply`: char_ids int[B, T, max_characters_per_token] -> `(representations,
         mask, new_state)`: num_output_representations arrays float[B, T, 2P] (T + 2 with
         boundaries), zero at padding; mask bool[B, T]; the biLM state."""
-        deterministic = self.deterministic if deterministic is None else deterministic
-        rng = None
-        if not deterministic and self.dropout > 0.0:
-            rng = draw_key(self.dropout_rngs if rngs is None else rngs, "Elmo")
+        deterministic = self.is_deterministic(deterministic)
+        rng = self.dropout_key(deterministic, rngs) if self.dropout > 0.0 else None
         return elmo_lib.elmo_apply(
             self.to_params(),
             self.config,

@@ -11,7 +11,9 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import json  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,6 +21,22 @@ import pytest  # noqa: E402
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+
+
+def run_python(code: str, *args: str, **env: str) -> dict:
+    """Run `python -c code args...` in the checkout on one CPU device, with `env` added to the
+    environment; checks that it succeeds and returns the JSON object of its last stdout line."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", **env)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,16 @@ def tiny_config(**overrides) -> BiLMConfig:
     return dataclasses.replace(base, **overrides)
 
 
+def tiny_bilm_params(seed: int) -> tuple[dict, BiLMConfig]:
+    """`(params, config)` of a `tiny_config()` biLM initialised from `jax.random.key(seed)`."""
+    import jax
+
+    from elmo_jax.model.init import init_bilm
+
+    config = tiny_config()
+    return init_bilm(jax.random.key(seed), config), config
+
+
 def scaled_preset(name: str, factor: int = 64) -> BiLMConfig:
     """A released config with every width divided by `factor` and its structure kept (layers,
     highway count, filter widths, skip connections, which projections exist)."""

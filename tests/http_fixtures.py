@@ -6,6 +6,16 @@ import collections
 import contextlib
 import http.server
 import threading
+from pathlib import Path
+
+
+def isolated_cache(tmp_path: Path, monkeypatch) -> Path:
+    """Give a test its own download cache root (`ULMFIT_CACHE`) and no mirror; returns the
+    root. Use it in an autouse fixture of a module that downloads."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ULMFIT_CACHE", str(root))
+    monkeypatch.delenv("ULMFIT_MIRROR", raising=False)
+    return root
 
 
 class FileServer:

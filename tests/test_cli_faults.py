@@ -75,6 +75,16 @@ def test_misspelt_config_key_is_one_line(name, config, tmp_path):
     assert not (tmp_path / "run.json").exists()
 
 
+@pytest.mark.parametrize("name", ["train.elmo_downstream", "train.elmo_tagger"])
+def test_old_mode_key_is_one_line_naming_stage(name, tmp_path):
+    config = "elmo_trec.py:tiny" if name == "train.elmo_downstream" else "elmo_tagger.py:tiny"
+    result = program(
+        name, f"--config={CONFIGS / config}", f"--workdir={tmp_path}", "--config.mode=predict"
+    )
+    assert "--config.stage=predict" in error_line(result, name)
+    assert not (tmp_path / "run.json").exists()
+
+
 def test_unknown_variant_is_one_line_and_verbose_shows_the_traceback(tmp_path):
     args = [f"--config={CONFIGS / 'classify_trec.py'}:tinyy", f"--workdir={tmp_path}"]
     assert "unknown config variant 'tinyy'" in error_line(

@@ -36,7 +36,7 @@ def test_config_loads_and_builds_its_plan(name, variant):
         return
     if name == "elmo_tagger":
         spec = TaggingSpec.from_config(config.data)
-        assert spec.train and spec.valid and spec.test and config.mode == "train"
+        assert spec.train and spec.valid and spec.test and config.stage == "train"
         assert config.model.scheme in ("BIO", "BIOUL") and config.train.epochs >= 1
         if variant == "tiny":
             assert (CONFIGS.parents[1] / spec.path / spec.train).is_file()

@@ -5,15 +5,12 @@ through `load_lm` and `Predictor.from_workdir` and compared bit for bit with the
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
-from http_fixtures import serving
+from conftest import run_python
+from http_fixtures import isolated_cache, serving
 from test_pretrained import assert_trees_equal, tgz
 
 import ulmfit_jax
@@ -36,10 +33,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ULMFIT_CACHE", str(root))
-    monkeypatch.delenv("ULMFIT_MIRROR", raising=False)
-    return root
+    return isolated_cache(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -78,18 +72,8 @@ def test_converted_exports_load_without_torch_bit_for_bit(tmp_path, fastai_dir):
             + [str(fastai_dir / "lm_itos.pkl"), "--labels", "a,b,c", "--out", str(clas_dir)],
             ["convert", "--pretrained", "wt103_bwd", "--out", str(bwd_dir)],
         ]
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", ULMFIT_MIRROR=server.url)
-        result = subprocess.run(
-            [sys.executable, "-c", CHILD, json.dumps(commands)],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        report = run_python(CHILD, json.dumps(commands), ULMFIT_MIRROR=server.url)
         assert server.requests["/lm.pth"] == 1 and server.requests["/wt103-bwd.tgz"] == 1
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"status": [0, 0, 0], "torch": False}
 
     # The language model: same parameters, config, vocabulary and logits as load_fastai_lm.

@@ -3,20 +3,18 @@
 import jax
 import numpy as np
 import pytest
-from elmo_fixtures import tiny_config
+from elmo_fixtures import tiny_bilm_params
 
 from elmo_jax.embedding.token_cache import TokenEmbeddingCache
 from elmo_jax.model.bilm import bilm_apply, bilm_apply_embedded, embed_characters
 from elmo_jax.model.characters import batch_to_ids
-from elmo_jax.model.init import init_bilm
 
 SENTENCES = [["The", "cat", "sat", "."], [], ["A", "cat", "wörd", "z" * 60]]
 
 
 @pytest.fixture(scope="module")
 def model():
-    config = tiny_config()
-    return init_bilm(jax.random.key(0), config), config
+    return tiny_bilm_params(0)
 
 
 def test_lookups_equal_the_character_cnn(model):

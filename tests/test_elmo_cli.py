@@ -140,3 +140,32 @@ def test_bad_input_is_a_one_line_error(files, tmp_path, capsys):
     assert main(["embed", *model, str(tmp_path / "missing.txt"), out]) == 2
     assert "missing.txt" in capsys.readouterr().err
     assert main(["embed", *model, str(bad), out, "--batch-size", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "give a command: embed, tokens"),
+        (["embedd", "a", "b"], "unknown command 'embedd'"),
+        (["embed", "--model", "small", "in.txt"], "embed takes 2 arguments, INPUT OUTPUT"),
+        (["embed", "--model", "small", "a", "b", "--top", "--layers", "top"], "give one of"),
+        (["embed", "--model", "small", "a", "b", "--batch-size", "x"], "flag --batch-size=x"),
+        (["embed", "--model", "small", "a", "b", "--bogus"], "Unknown command line flag 'bogus'"),
+        (["tokens", "--model", "small", "--options", "o.json", "v", "o"], "not both"),
+        (["tokens", "v", "o"], "give either --model NAME or both --options and --weights"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("elmo-jax: error: ") and message in err
+    assert err.count("\n") == 1, err
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["embed", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and "--batch-size" in out and "--stateful" in out
+    assert main(["--help"]) == 0 and "tokens VOCAB OUTPUT" in capsys.readouterr().out

@@ -9,18 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from elmo_fixtures import tiny_config
+from elmo_fixtures import tiny_bilm_params, tiny_config
 
 from elmo_jax.downstream.models import (
-    ClassifierConfig,
     LayerCache,
+    SentenceClassifierConfig,
     bilm_layers,
     classifier_logits,
     elmo_task_loss,
     init_classifier,
 )
 from elmo_jax.model.characters import batch_to_ids
-from elmo_jax.model.init import init_bilm
 from elmo_jax.weights.allennlp import write_random_weights
 
 WORDS = "the a movie film plot actor scene was is very quite really".split()
@@ -41,14 +40,13 @@ def generated(n, seed=0):
 
 @pytest.fixture(scope="module")
 def bilm():
-    config = tiny_config()
-    return init_bilm(jax.random.key(3), config), config
+    return tiny_bilm_params(3)
 
 
 def test_task_model_trains_and_the_bilm_stays_frozen(bilm):
     bilm_params, bilm_config = bilm
     frozen = jax.tree.map(np.array, bilm_params)
-    model = ClassifierConfig(
+    model = SentenceClassifierConfig(
         num_classes=2, input_dim=bilm_config.output_dim, hidden=8, elmo_dropout=0.0, dropout=0.0
     )
     params = init_classifier(jax.random.key(0), model)
@@ -87,7 +85,7 @@ def test_task_model_trains_and_the_bilm_stays_frozen(bilm):
 def test_cached_layers_give_the_end_to_end_logits(bilm, layers, hidden):
     bilm_params, bilm_config = bilm
     sentences, _ = generated(5, seed=1)
-    model = ClassifierConfig(
+    model = SentenceClassifierConfig(
         num_classes=3, input_dim=bilm_config.output_dim, layers=layers, hidden=hidden
     )
     params = init_classifier(jax.random.key(1), model)
@@ -202,7 +200,7 @@ def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
 
     # Predict: the input's columns, the label and a probability per class.
     (tmp_path / "new.csv").write_text("sentence,note\nvery good film.,a\nbad plot,b\n")
-    c.mode = "predict"
+    c.stage = "predict"
     c.predict.input = str(tmp_path / "new.csv")
     out = run(c, str(workdir))
     rows = list(csv.DictReader(open(out["output"], encoding="utf-8")))

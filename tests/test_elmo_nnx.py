@@ -170,7 +170,7 @@ def test_elmo_inside_a_linen_model_through_nnx_bridge(ids):
 
 def test_task_classifier_module_equals_the_functional_model(ids):
     bilm = BiLM(CONFIG, rngs=nnx.Rngs(0))
-    config = task.ClassifierConfig(num_classes=2, input_dim=CONFIG.output_dim, hidden=4)
+    config = task.SentenceClassifierConfig(num_classes=2, input_dim=CONFIG.output_dim, hidden=4)
     model = TaskClassifier(config, bilm=bilm, rngs=nnx.Rngs(params=3, dropout=4))
     params = model.to_params()
     assert_trees_equal(params, task.init_classifier(nnx.Rngs(params=3).params(), config))

@@ -221,12 +221,7 @@ def tiny_stage_config(bilm_dir, **overrides):
     config = get_config("tiny")
     config.data.path = str(FIXTURE)
     config.bilm.dir = str(bilm_dir)
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 
@@ -248,7 +243,7 @@ def test_stage_learns_the_task_exports_evaluates_and_predicts(bilm_dir, tmp_path
     source = tmp_path / "in.txt"
     source.write_text("John Smith visited Paris on Monday .\n\nReal Madrid beat Fiat 3-1 .\n")
     out = run(
-        tiny_stage_config(bilm_dir, mode="predict", **{"predict.input": str(source)}),
+        tiny_stage_config(bilm_dir, stage="predict", **{"predict.input": str(source)}),
         str(workdir),
     )
     lines = pathlib.Path(out).read_text().splitlines()
@@ -266,8 +261,12 @@ def test_stage_refuses_tags_training_never_had(bilm_dir, tmp_path):
     (data / "valid.txt").write_text("Oslo B-CITY\n\n")
     with pytest.raises(ValueError, match=r"valid split .* tag\(s\) \['B-CITY'\]"):
         run(tiny_stage_config(bilm_dir, **{"data.path": str(data)}), str(tmp_path / "w"))
-    with pytest.raises(ValueError, match="mode='serve'"):
-        run(tiny_stage_config(bilm_dir, mode="serve"), str(tmp_path / "w2"))
+    with pytest.raises(ValueError, match="stage='serve'"):
+        run(tiny_stage_config(bilm_dir, stage="serve"), str(tmp_path / "w2"))
+    old = tiny_stage_config(bilm_dir)
+    old.mode = "predict"  # the old name of `stage`
+    with pytest.raises(ValueError, match="config.mode is now config.stage"):
+        run(old, str(tmp_path / "w3"))
 
 
 def test_stage_resumes_at_an_epoch_boundary_and_exports_the_new_best(bilm_dir, tmp_path):

@@ -59,10 +59,10 @@ def final_state(config, workdir):
     model = pretrain.model_config(config)
     options = pretrain.train_options(config)
     vocab = Vocabulary.from_file(workdir / "vocab.txt")
-    params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
+    params = training.init_pretraining_params(jax.random.key(config.seed), model, len(vocab))
     template = create_train_state(
         params,
-        training.make_optimizer(options),
+        training.make_bilm_optimizer(options),
         seed=config.seed,
         lstm_state=zero_state(model, config.train.batch_size),
         key_impl=training.KEY_IMPL,

@@ -10,7 +10,7 @@ import types
 import zipfile
 
 import pytest
-from http_fixtures import serving
+from http_fixtures import isolated_cache, serving
 
 from ulmfit_jax.core import fetch as fetch_lib
 from ulmfit_jax.core.fetch import DownloadError, cache_path, fetch, fetch_archive
@@ -20,11 +20,7 @@ BODY = b"weights " * 1000
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    """Every test gets its own cache root and no mirror."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ULMFIT_CACHE", str(root))
-    monkeypatch.delenv("ULMFIT_MIRROR", raising=False)
-    return root
+    return isolated_cache(tmp_path, monkeypatch)
 
 
 def sha256(data: bytes) -> str:

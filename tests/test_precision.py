@@ -276,7 +276,7 @@ def _bilm_lm_loss(params, config):
 def test_bilm_float32_path_has_no_bfloat16():
     params = init_bilm(jax.random.key(5), BILM)
     assert not _has_bf16(lambda p: bilm_apply(p, BILM, CHARS), params)
-    lm_params = training.init_lm_params(jax.random.key(6), BILM, vocab_size=30)
+    lm_params = training.init_pretraining_params(jax.random.key(6), BILM, vocab_size=30)
     assert not _has_bf16(lambda p: jax.grad(_bilm_lm_loss, has_aux=True)(p, BILM), lm_params)
 
 
@@ -323,9 +323,9 @@ def test_softmax_losses_bfloat16():
 
 def test_bilm_training_bfloat16():
     config = _bf16(BILM)
-    params = training.init_lm_params(jax.random.key(6), config, vocab_size=30)
+    params = training.init_pretraining_params(jax.random.key(6), config, vocab_size=30)
     assert _has_bf16(lambda p: _bilm_lm_loss(p, config), params)
-    tx = training.make_optimizer(training.TrainOptions())  # bilm-tf's clipped Adagrad
+    tx = training.make_bilm_optimizer(training.TrainOptions())  # bilm-tf's clipped Adagrad
     losses, top, grads = _train(lambda p: _bilm_lm_loss(p, config), params, tx)
     (want_loss, want_top), want_grads = jax.jit(
         jax.value_and_grad(_bilm_lm_loss, has_aux=True), static_argnums=1

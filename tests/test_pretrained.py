@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from http_fixtures import serving
+from http_fixtures import isolated_cache, serving
 
 import elmo_jax
 import ulmfit_jax
@@ -21,10 +21,7 @@ pytest.importorskip("pooch")
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ULMFIT_CACHE", str(root))
-    monkeypatch.delenv("ULMFIT_MIRROR", raising=False)
-    return root
+    return isolated_cache(tmp_path, monkeypatch)
 
 
 def basename(address: str) -> str:

@@ -356,3 +356,11 @@ def test_cells_never_measured_run_before_the_ones_run_again_for_lost_outputs(pla
         source = config.init.workdir.rsplit("/", 1)[-1] if config.init.workdir else ""
         if name in order and source in order:
             assert order.index(source) < order.index(name)
+
+
+def test_command_line_mistakes_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        reproduce.main(["--workdir", str(tmp_path), "--size", "huge"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("train.reproduce: error: flag --size=huge: value should be one of")

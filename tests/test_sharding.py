@@ -174,8 +174,8 @@ def test_bilm_step_is_the_same_on_one_and_eight_devices(meshes):
     config = tiny_bilm_config()
     vocab = 30
     options = elmo_training.TrainOptions(n_negative_samples=8, unroll_steps=6)
-    params = jax.device_get(elmo_training.init_lm_params(jax.random.key(2), config, vocab))
-    optimizer = elmo_training.make_optimizer(options)
+    params = jax.device_get(elmo_training.init_pretraining_params(jax.random.key(2), config, vocab))
+    optimizer = elmo_training.make_bilm_optimizer(options)
     rng = np.random.default_rng(3)
     batches = []
     for i in range(2):

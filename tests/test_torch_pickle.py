@@ -1,15 +1,12 @@
 """Reading `.pth` files without torch: `ulmfit_jax.weights.torch_pickle` against `torch.load`."""
 
 import collections
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import run_python
 
 from ulmfit_jax.weights import fastai as fastai_weights
 from ulmfit_jax.weights.torch_pickle import load_pth
@@ -186,17 +183,7 @@ CHILD = textwrap.dedent(
 def test_fastai_lm_loads_without_torch(tmp_path, fixtures_dir):
     root = fixtures_dir / "fastai"
     out = tmp_path / "logits.npy"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), str(out)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_python(CHILD, str(root), str(out))
     assert report == {"torch_imported": False, "vocab": 48, "torch_in_modules": False}
     without_torch = np.load(out)
 

@@ -72,12 +72,7 @@ def tiny_config(module, corpora, **overrides):
         c.data.path = str(corpora["imdb"])
     elif c.data.format == "wikitext":
         c.data.path = str(corpora["wiki"])
-    for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+    c.update_from_flattened_dict(overrides)
     return c
 
 
@@ -261,7 +256,7 @@ def test_backward_classifier_and_ensemble(pipeline_runs, corpora, tmp_path):
     scores = ulmfit.run(tiny_config(evaluate_imdb, corpora, **{"eval.workdirs": workdirs}), None)
     assert set(scores) == {*workdirs, "ensemble"}
     # The outputs each stage kept of its test pass give the evaluate stage's scores again.
-    from ulmfit_jax.inference.test_outputs import ensemble_accuracy, load_test_outputs
+    from ulmfit_jax.inference.saved_outputs import ensemble_accuracy, load_test_outputs
 
     for w in workdirs:
         saved = load_test_outputs(w)

@@ -18,15 +18,19 @@ command always works offline. Sizes are chosen to finish in under 10 minutes on 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+from absl import flags
 
 from train import ulmfit
 from train.configs import classify_imdb, finetune_lm_imdb, pretrain_wikitext2
 from train.configs.base import tiny
+from ulmfit_jax.core.commands import define_switches, parse_flags
 from ulmfit_jax.core.data.imdb import find_imdb, imdb_downloadable
 from ulmfit_jax.core.paths import SHARED_DATA
 from ulmfit_jax.data import embedded_corpus
@@ -106,17 +110,23 @@ def configure(args):
     return pre, lm, clas, source
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--tiny", action="store_true", help="a one-minute smoke run")
-    parser.add_argument(
-        "--corpus",
-        choices=("auto", "imdb", "stdlib"),
-        default="auto",
-        help="auto: IMDb + WikiText-2 when found, else the stdlib docstrings",
+def _define_flags(flag_values: flags.FlagValues) -> None:
+    flags.DEFINE_string("workdir", "runs/demo", "where the runs go", flag_values=flag_values)
+    define_switches(flag_values, {"tiny": "a one-minute smoke run"})
+    flags.DEFINE_enum(
+        "corpus",
+        "auto",
+        ["auto", "imdb", "stdlib"],
+        "auto: IMDb + WikiText-2 when found, else the stdlib docstrings",
+        flag_values=flag_values,
     )
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the demo (flags: `--workdir`, `--tiny`, `--corpus`); returns the accuracies."""
+    argv = sys.argv[1:] if argv is None else argv
+    values, _ = parse_flags("train.demo", _define_flags, argv, about=__doc__.splitlines()[0])
+    args = SimpleNamespace(workdir=Path(values.workdir), tiny=values.tiny, corpus=values.corpus)
     runs = args.workdir
     for stage in ("pretrain", "lm", "clas", "scratch"):
         shutil.rmtree(runs / stage, ignore_errors=True)  # the demo always starts afresh

@@ -16,9 +16,13 @@ traceback); `--resume_changed` accepts a resume with a changed config
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from absl import app, flags
 from ml_collections import config_flags
 
+from ulmfit_jax.core.commands import usage_error
 from ulmfit_jax.core.training import cli
 
 
@@ -70,6 +74,42 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     sharding.maybe_initialize_distributed(flag_values.distributed)
     run(flag_values.config, flag_values.workdir, flag_values.resume, flag_values.resume_changed)
+
+
+# The ELMo task programs (train.elmo_downstream, train.elmo_tagger) pick what to do by
+# `config.stage`, as train.ulmfit does; `mode` was its old name.
+TASK_STAGES = ("train", "predict")
+_RENAMED_MODE = (
+    "config.mode is now config.stage: give --config.stage=train or --config.stage=predict"
+)
+
+
+def task_stage(config) -> str:
+    """`config.stage` of an ELMo task program: "train" or "predict"."""
+    if "mode" in config:
+        raise ValueError(_RENAMED_MODE)
+    if config.stage not in TASK_STAGES:
+        raise ValueError(f"stage={config.stage!r}: expected 'train' or 'predict'")
+    return config.stage
+
+
+def run_task_program(program: str, run: Callable) -> None:
+    """The `__main__` of an ELMo task program: `train.elmo`'s flags, then
+    `run(config, workdir, resume, resume_changed)`, with `cli.run_program`'s one-line errors."""
+    argv = sys.argv[1:]
+    if any(a.split("=", 1)[0] == "--config.mode" for a in argv):
+        # Caught before parsing: the locked config has no `mode`, and ml_collections' error
+        # would not name `stage`.
+        usage_error(program, _RENAMED_MODE)
+
+    def task_main(args: list[str]) -> None:
+        if len(args) > 1:
+            raise app.UsageError(f"unexpected arguments: {args[1:]}")
+        values = flags.FLAGS
+        run(values.config, values.workdir, values.resume, values.resume_changed)
+
+    define_flags()
+    cli.run_program(program, task_main)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
         --workdir runs/ner --config.bilm.dir=runs/elmo_sample/export \
         --config.data.path=/data/conll2003          # eng.train / eng.testa / eng.testb
     python -m train.elmo_tagger --config train/configs/elmo_tagger.py --workdir runs/ner \
-        --config.bilm.dir=runs/elmo_sample/export --config.mode=predict \
+        --config.bilm.dir=runs/elmo_sample/export --config.stage=predict \
         --config.predict.input=sentences.txt        # -> runs/ner/predictions.txt, token/TAG
 
 Same flags, checkpoints, resume and one-line errors as `train.elmo`; trains with validation
@@ -14,32 +14,21 @@ each epoch, exports the best epoch (`WORKDIR/export/`) and writes its test span 
 
 from __future__ import annotations
 
-from absl import app, flags
-
-from train.elmo import define_flags
-from ulmfit_jax.core.training import cli
+from train.elmo import run_task_program, task_stage
 
 
 def run(config, workdir: str, resume: bool = False, resume_changed: bool = False):
     """Train and evaluate (returns the test metrics), or tag `predict.input` (returns the
-    output file), by `config.mode`."""
+    output file), by `config.stage`."""
     from elmo_jax.downstream.tagger_stage import predict_tags, train_tagger
     from ulmfit_jax.core.training.workdir import WorkdirLock
 
-    if config.mode not in ("train", "predict"):
-        raise ValueError(f"mode={config.mode!r}: expected 'train' or 'predict'")
+    stage = task_stage(config)
     with WorkdirLock(workdir):  # before the data is read: a second run stops at once
-        if config.mode == "predict":
+        if stage == "predict":
             return predict_tags(config, workdir)
         return train_tagger(config, workdir, resume=resume, resume_changed=resume_changed)
 
 
-def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run(flag_values.config, flag_values.workdir, flag_values.resume, flag_values.resume_changed)
-
-
 if __name__ == "__main__":
-    define_flags()
-    cli.run_program("train.elmo_tagger", main)
+    run_task_program("train.elmo_tagger", run)

@@ -37,14 +37,16 @@ another, so a rerun never mixes small and full-size stages in one table.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
+
+from absl import flags
 
 from train import ulmfit
 from train.configs import (
@@ -53,10 +55,11 @@ from train.configs import (
     finetune_lm_imdb,
     pretrain_wikitext2,
 )
+from ulmfit_jax.core.commands import define_switches, parse_flags
 from ulmfit_jax.core.data.imdb import find_imdb
 from ulmfit_jax.core.paths import SHARED_DATA
 from ulmfit_jax.core.training.attempts import record_attempt, stage_seconds
-from ulmfit_jax.inference.test_outputs import TEST_OUTPUTS, ensemble_accuracy
+from ulmfit_jax.inference.saved_outputs import TEST_OUTPUTS, ensemble_accuracy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -513,24 +516,28 @@ def report(results: dict, earlier: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _define_flags(flag_values: flags.FlagValues) -> None:
+    def text(name: str, default: str, help: str) -> None:
+        flags.DEFINE_string(name, default, help, flag_values=flag_values)
+
+    text("workdir", "runs/results", "one folder per experiment below it")
+    define_switches(flag_values, {"report": "print the tables and exit"})
+    text("only", "", "run only experiments whose name has this, and the stages they start from")
+    flags.DEFINE_enum(
+        "size", "small", sorted(SIZES), "see SIZES in train/reproduce.py", flag_values=flag_values
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("runs/results"))
-    parser.add_argument("--report", action="store_true", help="print the tables and exit")
-    parser.add_argument(
-        "--only",
-        default="",
-        help="run only experiments whose name has this, and the stages they start from",
-    )
-    parser.add_argument(
-        "--size", choices=sorted(SIZES), default="small", help="see SIZES in train/reproduce.py"
-    )
-    args = parser.parse_args(argv)
+    """Run what is missing, or only `--report`; prints the tables and returns the results."""
+    argv = sys.argv[1:] if argv is None else argv
+    args, _ = parse_flags("train.reproduce", _define_flags, argv, about=__doc__.splitlines()[0])
+    workdir = Path(args.workdir)
     if args.report:
-        results = load_results(args.workdir)
+        results = load_results(workdir)
     else:
-        results = run_all(args.workdir, args.only, args.size)
-    print(report(results, load_lost(args.workdir)))
+        results = run_all(workdir, args.only, args.size)
+    print(report(results, load_lost(workdir)))
     return results
 
 

@@ -9,86 +9,106 @@
 `--config.init.workdir=DIR`, `ulmfit_jax.weights.export.load_lm` and
 `ulmfit_jax.Predictor.from_workdir` read with no conversion step and no torch (see
 `ulmfit_jax.weights.convert`). PTH, ITOS and CONFIG may be paths or addresses (`https://`,
-`gs://`, `hf://`). Bad input ends with a one-line error and exit status 2.
+`gs://`, `hf://`). The flags are absl flags, as in the `train.*` programs
+(`ulmfit_jax.core.commands`). A mistake on the command line ends with one line and exit status 2
+(SystemExit); bad input likewise returns 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from absl import flags
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ulmfit_jax", description="ULMFiT tools.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser(
-        "convert", help="write fastai weights as an export that load_lm / Predictor read"
-    )
-    convert.add_argument("--out", required=True, help="the folder to write (DIR/export)")
-    convert.add_argument("--pretrained", help="a registered language model, e.g. wt103_fwd")
-    convert.add_argument("--pth", help="a fastai state dict (.pth): path or address")
-    convert.add_argument("--itos", help="its vocabulary (itos.pkl): path or address")
-    convert.add_argument(
-        "--classifier",
-        metavar="CONFIG",
-        help="the .pth is a text classifier; CONFIG is a JSON object of its ClassifierConfig",
-    )
-    convert.add_argument("--labels", help="classifier: comma-separated class names, in order")
-    convert.add_argument(
-        "--max-tokens", type=int, default=0, help="classifier: keep the first N tokens (0: all)"
-    )
-    convert.add_argument("--backward", action="store_true", help="trained on reversed text")
-    return parser
+from ulmfit_jax.core.commands import (
+    Command,
+    UsageError,
+    define_switches,
+    define_text_flags,
+    run_commands,
+)
+
+PROGRAM = "python -m ulmfit_jax"
 
 
-def _check_convert(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    files = args.pth or args.itos
-    if args.pretrained and (files or args.classifier or args.backward):
-        parser.error(
+def _define_convert_flags(flag_values: flags.FlagValues) -> None:
+    define_text_flags(
+        flag_values,
+        {
+            "out": "the folder to write (DIR/export)",
+            "pretrained": "a registered language model, e.g. wt103_fwd",
+            "pth": "a fastai state dict (.pth): path or address",
+            "itos": "its vocabulary (itos.pkl): path or address",
+            "classifier": "the .pth is a text classifier; this is a JSON file of its "
+            "ClassifierConfig",
+        },
+    )
+    flags.DEFINE_list(
+        "labels", None, "classifier: comma-separated class names, in order", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "max-tokens", 0, "classifier: keep the first N tokens (0: all)", flag_values=flag_values
+    )
+    define_switches(flag_values, {"backward": "trained on reversed text"})
+
+
+def _check_convert(flag_values: flags.FlagValues) -> None:
+    value = {name: flag_values[name].value for name in flag_values}
+    if not value["out"]:
+        raise UsageError("convert needs --out DIR")
+    files = value["pth"] or value["itos"]
+    if value["pretrained"] and (files or value["classifier"] or value["backward"]):
+        raise UsageError(
             "--pretrained names a registered language model: give it alone (its direction is "
             "known), without --pth/--itos/--classifier/--backward"
         )
-    if not args.pretrained and not (args.pth and args.itos):
-        parser.error("convert needs either --pretrained NAME, or --pth and --itos")
-    if (args.labels or args.max_tokens) and not args.classifier:
-        parser.error("--labels and --max-tokens are for a --classifier")
+    if not value["pretrained"] and not (value["pth"] and value["itos"]):
+        raise UsageError("convert needs either --pretrained NAME, or --pth and --itos")
+    if (value["labels"] or value["max-tokens"]) and not value["classifier"]:
+        raise UsageError("--labels and --max-tokens are for a --classifier")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check_convert(parser, args)
+def _convert(flag_values: flags.FlagValues, positionals: list[str]) -> int:
+    """Write fastai weights as an export that load_lm and Predictor read."""
     # Imported late so that `--help` is instant.
     from ulmfit_jax.weights import convert
 
+    value = {name: flag_values[name].value for name in flag_values}
+    out = value["out"]
     try:
-        if args.pretrained:
-            meta = convert.convert_pretrained(args.out, args.pretrained)
-        elif args.classifier:
-            labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
+        if value["pretrained"]:
+            meta = convert.convert_pretrained(out, value["pretrained"])
+        elif value["classifier"]:
             meta = convert.convert_classifier(
-                args.out,
-                args.pth,
-                args.itos,
-                args.classifier,
-                backward=args.backward,
-                label_names=labels,
-                max_tokens=args.max_tokens,
+                out,
+                value["pth"],
+                value["itos"],
+                value["classifier"],
+                backward=value["backward"],
+                label_names=value["labels"] or None,
+                max_tokens=value["max-tokens"],
             )
         else:
-            meta = convert.convert_lm(args.out, args.pth, args.itos, backward=args.backward)
+            meta = convert.convert_lm(out, value["pth"], value["itos"], backward=value["backward"])
     except (ValueError, OSError) as error:
-        print(f"python -m ulmfit_jax: error: {error}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
     model = meta["model"]
     print(
-        f"wrote {args.out}/export: {meta['stage']}, vocab {len(meta['vocab']):,}, "
+        f"wrote {out}/export: {meta['stage']}, vocab {len(meta['vocab']):,}, "
         f"emb_sz {model['emb_sz']}, n_hid {model['n_hid']}, n_layers {model['n_layers']}"
         f"{', backward' if meta['backward'] else ''}"
     )
     return 0
+
+
+COMMANDS = (Command("convert", (), _define_convert_flags, _convert, _check_convert),)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (default `sys.argv[1:]`); returns the exit status."""
+    return run_commands(PROGRAM, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ import jax
 from flax import nnx
 
 from ulmfit_jax.core.nn.nnx_params import (
-    ParamTree,
+    DropoutParamTree,
+    Rngs,
     ShardingRules,
-    draw_key,
-    dropout_stream,
+    init_key,
     labels_state,
 )
 from ulmfit_jax.models import awd_lstm, classifier
@@ -52,48 +52,8 @@ from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.models.validation import check_state, check_tokens
 from ulmfit_jax.training import param_groups
 
-Rngs = nnx.Rngs | nnx.RngStream | jax.Array | None
 
-
-def _init_key(rngs: nnx.Rngs | None, what: str) -> jax.Array:
-    if rngs is None:
-        raise ValueError(f"{what} without params needs rngs to initialise them")
-    return rngs.params()
-
-
-class _Skin(ParamTree):
-    """What the ULMFiT modules share: the mode flag and the dropout key."""
-
-    def _keep_mode(self, config, deterministic: bool, rngs: nnx.Rngs | None) -> None:
-        """The attributes every ULMFiT module has: its config, mode and dropout stream."""
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
-
-    def _hold_with_encoder(
-        self, params, encoder_config, kind, deterministic: bool, sharding_rules
-    ) -> None:
-        """`params["encoder"]` as an `AWDLSTMEncoder` submodule (without a dropout stream: the
-        call's key reaches it through the functional apply), the rest held as `kind`."""
-        self.encoder = AWDLSTMEncoder(
-            encoder_config,
-            params=params["encoder"],
-            deterministic=deterministic,
-            sharding_rules=sharding_rules,
-            prefix=("encoder",),
-        )
-        self.hold(params, kind, sharding_rules=sharding_rules, skip=("encoder",))
-
-    def dropout_key(self, deterministic: bool | None, rngs: Rngs) -> jax.Array | None:
-        """The functional `rng` of this call: None in evaluation, else a key drawn from `rngs`
-        (the call's, else the constructor's dropout stream)."""
-        deterministic = self.deterministic if deterministic is None else deterministic
-        if deterministic:
-            return None
-        return draw_key(self.dropout_rngs if rngs is None else rngs, type(self).__name__)
-
-
-class AWDLSTMEncoder(_Skin):
+class AWDLSTMEncoder(DropoutParamTree):
     """fastai's `AWD_LSTM`: embedding (with dropout) and the weight-dropped LSTM stack.
 
     Args:
@@ -116,8 +76,8 @@ class AWDLSTMEncoder(_Skin):
         prefix: tuple[str, ...] = (),
     ):
         if params is None:
-            params = awd_lstm.init_encoder_params(_init_key(rngs, "AWDLSTMEncoder"), config)
-        self._keep_mode(config, deterministic, rngs)
+            params = awd_lstm.init_encoder_params(init_key(rngs, "AWDLSTMEncoder"), config)
+        self.keep_config_and_mode(config, deterministic, rngs)
         self.hold(params, nnx.Param, prefix=prefix, sharding_rules=sharding_rules)
 
     def __call__(
@@ -152,7 +112,67 @@ class AWDLSTMEncoder(_Skin):
         )
 
 
-class LanguageModel(_Skin):
+class _ModelWithEncoder(DropoutParamTree):
+    """A ULMFiT model around an `AWDLSTMEncoder` (`LanguageModel`, `TextClassifier`):
+    `params["encoder"]` becomes that submodule, the other keys are held here. A subclass says
+    how its parameters are initialised, which config its encoder takes and which variable type
+    each of its own leaves gets.
+
+    Args:
+      config: the model's hyperparameters.
+      params: the functional dict; None initialises one from `rngs.params()`.
+      rngs: the `params` stream (initialisation) and the `dropout` stream (training).
+      deterministic: evaluation mode (no dropout).
+      sharding_rules: `(regex, axis names)` per parameter path (`ulmfit_jax.core.nn.nnx_params`).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        params: dict[str, Any] | None = None,
+        rngs: nnx.Rngs | None = None,
+        deterministic: bool = True,
+        sharding_rules: ShardingRules | None = None,
+    ):
+        if params is None:
+            params = self.init_params(init_key(rngs, type(self).__name__), config)
+        self.keep_config_and_mode(config, deterministic, rngs)
+        # No dropout stream for the encoder: the call's key reaches it through the functional
+        # apply.
+        self.encoder = AWDLSTMEncoder(
+            self.encoder_config(config),
+            params=params["encoder"],
+            deterministic=deterministic,
+            sharding_rules=sharding_rules,
+            prefix=("encoder",),
+        )
+        self.hold(params, self.variable_type, sharding_rules=sharding_rules, skip=("encoder",))
+
+    @staticmethod
+    def init_params(key: jax.Array, config: Any) -> dict[str, Any]:
+        """The functional dict of a new model."""
+        raise NotImplementedError
+
+    @staticmethod
+    def encoder_config(config: Any) -> AWDLSTMConfig:
+        """The encoder's part of `config`."""
+        raise NotImplementedError
+
+    @staticmethod
+    def variable_type(path: tuple[str, ...]) -> type[nnx.Variable]:
+        """The variable type of the leaf at `path` (`nnx_params.to_variables`)."""
+        return nnx.Param
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], config: Any, **kwargs):
+        """The module holding functional `params` (as `awd_lstm.init_lm_params`,
+        `classifier.init_classifier_params` or the loaders return them); `kwargs` as the
+        constructor's."""
+        return cls(config, params=params, **kwargs)
+
+
+class LanguageModel(_ModelWithEncoder):
     """fastai's AWD-LSTM language model: `AWDLSTMEncoder` and the (tied) linear decoder.
 
     Parameters as `awd_lstm.init_lm_params`: `encoder` is an `AWDLSTMEncoder`, `decoder` holds
@@ -163,19 +183,13 @@ class LanguageModel(_Skin):
     runs under `nnx.jit(..., graph=False)`); train `model.encoder` alone with `rngs=` per call.
     """
 
-    def __init__(
-        self,
-        config: AWDLSTMConfig,
-        *,
-        params: dict[str, Any] | None = None,
-        rngs: nnx.Rngs | None = None,
-        deterministic: bool = True,
-        sharding_rules: ShardingRules | None = None,
-    ):
-        if params is None:
-            params = awd_lstm.init_lm_params(_init_key(rngs, "LanguageModel"), config)
-        self._keep_mode(config, deterministic, rngs)
-        self._hold_with_encoder(params, config, nnx.Param, deterministic, sharding_rules)
+    @staticmethod
+    def init_params(key: jax.Array, config: AWDLSTMConfig) -> dict[str, Any]:
+        return awd_lstm.init_lm_params(key, config)
+
+    @staticmethod
+    def encoder_config(config: AWDLSTMConfig) -> AWDLSTMConfig:
+        return config
 
     def forward(
         self,
@@ -206,11 +220,6 @@ class LanguageModel(_Skin):
         vocab], new_state)`; `state` None for zeros, else the previous window's."""
         out = self.forward(tokens, state, lengths=lengths, deterministic=deterministic, rngs=rngs)
         return out.logits, out.state
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], config: AWDLSTMConfig, **kwargs) -> LanguageModel:
-        """The module holding functional `params` (as `init_lm_params` or `load_fastai_lm`)."""
-        return cls(config, params=params, **kwargs)
 
     @classmethod
     def from_fastai(
@@ -244,33 +253,26 @@ class LanguageModel(_Skin):
         return cls(config, params=params, rngs=rngs)
 
 
-def _is_batch_stat(path: tuple[str, ...]) -> type[nnx.Variable]:
-    stat = len(path) >= 2 and path[-2] == "bn" and path[-1] in ("mean", "var")
-    return nnx.BatchStat if stat else nnx.Param
-
-
-class TextClassifier(_Skin):
+class TextClassifier(_ModelWithEncoder):
     """fastai's ULMFiT classifier: BPT3C over `AWDLSTMEncoder`, masked concat pooling and the
     BatchNorm/Dropout/Linear head. BatchNorm's running statistics are `nnx.BatchStat`s, updated
     by training-mode calls. Arguments as `AWDLSTMEncoder`'s (`config` a `ClassifierConfig`);
     the dropout stream as `LanguageModel`'s.
     """
 
-    def __init__(
-        self,
-        config: ClassifierConfig,
-        *,
-        params: dict[str, Any] | None = None,
-        rngs: nnx.Rngs | None = None,
-        deterministic: bool = True,
-        sharding_rules: ShardingRules | None = None,
-    ):
-        if params is None:
-            params = classifier.init_classifier_params(_init_key(rngs, "TextClassifier"), config)
-        self._keep_mode(config, deterministic, rngs)
-        self._hold_with_encoder(
-            params, config.encoder_config, _is_batch_stat, deterministic, sharding_rules
-        )
+    @staticmethod
+    def init_params(key: jax.Array, config: ClassifierConfig) -> dict[str, Any]:
+        return classifier.init_classifier_params(key, config)
+
+    @staticmethod
+    def encoder_config(config: ClassifierConfig) -> AWDLSTMConfig:
+        return config.encoder_config
+
+    @staticmethod
+    def variable_type(path: tuple[str, ...]) -> type[nnx.Variable]:
+        """BatchNorm's running `mean`/`var` are `nnx.BatchStat`, the rest `nnx.Param`."""
+        stat = len(path) >= 2 and path[-2] == "bn" and path[-1] in ("mean", "var")
+        return nnx.BatchStat if stat else nnx.Param
 
     def __call__(
         self,
@@ -300,13 +302,6 @@ class TextClassifier(_Skin):
                 bn["mean"].set_value(block["mean"])
                 bn["var"].set_value(block["var"])
         return logits
-
-    @classmethod
-    def from_params(
-        cls, params: dict[str, Any], config: ClassifierConfig, **kwargs
-    ) -> TextClassifier:
-        """The module holding functional `params` (as `init_classifier_params`)."""
-        return cls(config, params=params, **kwargs)
 
     @classmethod
     def from_fastai(
@@ -343,7 +338,7 @@ class TextClassifier(_Skin):
                     n_layers=lm_config.n_layers,
                     **config_overrides,
                 )
-            key = _init_key(rngs, "TextClassifier.from_fastai(language model)")
+            key = init_key(rngs, "TextClassifier.from_fastai(language model)")
             params = classifier.from_language_model(lm_params, key, config)
         if itos is not None and len(fastai.read_itos(itos)) != config.vocab_size:
             raise ValueError(f"{itos} does not have the {config.vocab_size} tokens of {pth}")

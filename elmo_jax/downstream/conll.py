@@ -158,14 +158,6 @@ def read_conll(
     return TaggedSentences(tokens, tags, str(path))
 
 
-def write_conll(path: str | os.PathLike, data: TaggedSentences) -> None:
-    """Write sentences as a two-column file (token, tag), a blank line after each sentence."""
-    with open(path, "w", encoding="utf-8") as f:
-        for words, labels in zip(data.tokens, data.tags, strict=True):
-            f.writelines(f"{w} {t}\n" for w, t in zip(words, labels, strict=True))
-            f.write("\n")
-
-
 def tfds_conll2003_prepared(data_dir: str | None = None) -> bool:
     """Whether this TFDS has a `conll2003` builder and its data is prepared in `data_dir`."""
     import tensorflow_datasets as tfds

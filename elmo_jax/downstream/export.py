@@ -1,7 +1,8 @@
 """The ELMo sentence classifier's export: the task model and where its frozen biLM is.
 
-    EXPORT/classifier.json   {"format": "elmo-classifier", "version": 1, "model": ClassifierConfig
-                              fields, "labels": LabelEncoder meta, "label_names": [...],
+    EXPORT/classifier.json   {"format": "elmo-classifier", "version": 1,
+                              "model": SentenceClassifierConfig fields,
+                              "labels": LabelEncoder meta, "label_names": [...],
                               "layers": [...], "tokenizer": "spacy", "text_fields": [...],
                               "bilm": {"options": ABS PATH, "weights": ABS PATH}, "best": {...},
                               "valid": {...}, "test": {...}}
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from elmo_jax.downstream.models import ClassifierConfig
+from elmo_jax.downstream.models import SentenceClassifierConfig
 
 FORMAT = "elmo-classifier"
 
@@ -51,8 +52,8 @@ def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
 
 
 def save_classifier(directory: str | os.PathLike, params: Mapping, meta: Mapping[str, Any]) -> Path:
-    """Write an export (module docstring); `meta` must hold "model" (ClassifierConfig fields),
-    "labels" and "bilm"."""
+    """Write an export (module docstring); `meta` must hold "model" (SentenceClassifierConfig
+    fields), "labels" and "bilm"."""
     directory = Path(directory)
     tmp = directory.with_name(f"{directory.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -66,7 +67,7 @@ def save_classifier(directory: str | os.PathLike, params: Mapping, meta: Mapping
     return directory
 
 
-def load_classifier(directory: str | os.PathLike) -> tuple[dict, ClassifierConfig, dict]:
+def load_classifier(directory: str | os.PathLike) -> tuple[dict, SentenceClassifierConfig, dict]:
     """`(params, model config, meta)` of an export.
 
     Raises:
@@ -84,4 +85,4 @@ def load_classifier(directory: str | os.PathLike) -> tuple[dict, ClassifierConfi
     model["layers"] = tuple(model["layers"])
     with np.load(directory / "classifier.npz") as arrays:
         params = _unflatten({k: arrays[k] for k in arrays.files})
-    return params, ClassifierConfig(**model), meta
+    return params, SentenceClassifierConfig(**model), meta

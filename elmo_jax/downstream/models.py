@@ -26,18 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from elmo_jax.downstream.task_layers import bilstm, init_bilstm, init_output_layer, mix_layers
 from elmo_jax.embedding.files import Embedder, bucket_length
 from elmo_jax.model.bilm import bilm_apply, remove_sentence_boundaries
 from elmo_jax.model.config import BiLMConfig
-from elmo_jax.model.scalar_mix import init_scalar_mix, scalar_mix
+from elmo_jax.model.scalar_mix import init_scalar_mix
 from ulmfit_jax.core.nn.dropout import dropout
-from ulmfit_jax.core.nn.lstm import init_lstm_params, lstm_layer
 
 Params = dict
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierConfig:
+class SentenceClassifierConfig:
     """The task model's shapes and dropouts (hashable: a `jit` static argument).
 
     Attributes:
@@ -60,30 +60,20 @@ class ClassifierConfig:
     do_layer_norm: bool = False
 
 
-def init_classifier(rng: jax.Array, config: ClassifierConfig) -> Params:
+def init_classifier(rng: jax.Array, config: SentenceClassifierConfig) -> Params:
     """Scalar mix at equal weights and gamma 1; PyTorch-style LSTM init; Glorot output."""
     k_f, k_b, k_o = jax.random.split(rng, 3)
     # Max- and mean-pooled: twice the width of what is pooled.
     fan_in = 4 * config.hidden if config.hidden else 2 * config.input_dim
-    limit = np.sqrt(6.0 / (fan_in + config.num_classes))
     params = {"scalar_mix": init_scalar_mix(len(config.layers))}
     if config.hidden:
-        params["encoder"] = {
-            "forward": init_lstm_params(k_f, config.input_dim, config.hidden),
-            "backward": init_lstm_params(k_b, config.input_dim, config.hidden),
-        }
-    return {
-        **params,
-        "output": {
-            "w": jax.random.uniform(k_o, (fan_in, config.num_classes), jnp.float32, -limit, limit),
-            "b": jnp.zeros((config.num_classes,), jnp.float32),
-        },
-    }
+        params["encoder"] = init_bilstm(k_f, k_b, config.input_dim, config.hidden)
+    return {**params, "output": init_output_layer(k_o, fan_in, config.num_classes)}
 
 
 def classifier_logits(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     layers: jax.Array,
     mask: jax.Array,
     *,
@@ -104,28 +94,12 @@ def classifier_logits(
     Returns:
       float[B, num_classes].
     """
-    if layers.shape[1] != len(config.layers) or layers.shape[-1] != config.input_dim:
-        raise ValueError(
-            f"layers must be float[B, {len(config.layers)}, T, {config.input_dim}], "
-            f"got {tuple(layers.shape)}"
-        )
-    if train and rng is None:
-        raise ValueError("train=True needs an rng for dropout")
-    keys = jax.random.split(rng, 2) if train else (None, None)
-    mixed = scalar_mix(
-        params["scalar_mix"],
-        jnp.moveaxis(layers, 1, 0),
-        mask,
-        do_layer_norm=config.do_layer_norm,
+    mixed, pooled_key = mix_layers(
+        params["scalar_mix"], layers, mask, config, len(config.layers), train=train, rng=rng
     )  # [B, T, D]
-    if train and config.elmo_dropout > 0.0:
-        mixed = dropout(keys[0], config.elmo_dropout, mixed)
     if config.hidden:
         lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
-        enc = params["encoder"]
-        forward, _ = lstm_layer(enc["forward"], mixed, lengths=lengths)
-        backward, _ = lstm_layer(enc["backward"], mixed, lengths=lengths, reverse=True)
-        h = jnp.concatenate([forward, backward], axis=-1)  # [B, T, 2H], zero at padding
+        h = bilstm(params["encoder"], mixed, lengths)  # [B, T, 2H], zero at padding
     else:
         h = jnp.where(mask[..., None], mixed, 0.0)
     keep = mask[..., None]
@@ -135,13 +109,13 @@ def classifier_logits(
     )
     pooled = jnp.where(jnp.isfinite(pooled), pooled, 0.0)  # empty sentences: max over nothing
     if train and config.dropout > 0.0:
-        pooled = dropout(keys[1], config.dropout, pooled)
+        pooled = dropout(pooled_key, config.dropout, pooled)
     return pooled @ params["output"]["w"] + params["output"]["b"]
 
 
 def task_loss(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     layers: jax.Array,
     mask: jax.Array,
     labels: jax.Array,
@@ -167,7 +141,7 @@ def bilm_layers(
 
 def elmo_task_loss(
     params: Params,
-    config: ClassifierConfig,
+    config: SentenceClassifierConfig,
     bilm_params: Params,
     bilm_config: BiLMConfig,
     char_ids: jax.Array,

@@ -1,8 +1,8 @@
 """The ELMo task classifier (`elmo_jax.downstream.models`) as a Flax NNX module.
 
     bilm = BiLM.from_allennlp("options.json", "weights.hdf5")          # frozen
-    model = TaskClassifier(ClassifierConfig(num_classes=6, input_dim=bilm.config.output_dim),
-                           bilm=bilm, rngs=nnx.Rngs(0))
+    config = SentenceClassifierConfig(num_classes=6, input_dim=bilm.config.output_dim)
+    model = TaskClassifier(config, bilm=bilm, rngs=nnx.Rngs(0))
     logits = model(batch_to_ids(sentences))              # through the frozen biLM
     logits = model.from_layers(*cache.batch(rows, model.config.layers))   # from a LayerCache
 
@@ -20,13 +20,14 @@ from typing import Any
 import jax
 from flax import nnx
 
-from elmo_jax.downstream.models import ClassifierConfig, bilm_layers, classifier_logits
+from elmo_jax.downstream.models import SentenceClassifierConfig, bilm_layers, classifier_logits
 from elmo_jax.downstream.models import init_classifier as init_task_params
+from elmo_jax.downstream.task_layers import TaskModule
 from elmo_jax.nnx import BiLM
-from ulmfit_jax.core.nn.nnx_params import ParamTree, draw_key, dropout_stream
+from ulmfit_jax.core.nn.nnx_params import Rngs, init_key
 
 
-class TaskClassifier(ParamTree):
+class TaskClassifier(TaskModule):
     """AllenNLP's sentence classifier on ELMo features.
 
     Args:
@@ -39,7 +40,7 @@ class TaskClassifier(ParamTree):
 
     def __init__(
         self,
-        config: ClassifierConfig,
+        config: SentenceClassifierConfig,
         *,
         bilm: BiLM | None = None,
         params: dict[str, Any] | None = None,
@@ -47,41 +48,21 @@ class TaskClassifier(ParamTree):
         deterministic: bool = True,
     ):
         if params is None:
-            if rngs is None:
-                raise ValueError("TaskClassifier without params needs rngs to initialise them")
-            params = init_task_params(rngs.params(), config)
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
+            params = init_task_params(init_key(rngs, "TaskClassifier"), config)
+        self.keep_config_and_mode(config, deterministic, rngs)
         self.bilm = bilm if bilm is not None else nnx.data(None)
         self.hold(params, nnx.Param)
 
-    def from_layers(
-        self,
-        layers: jax.Array,
-        mask: jax.Array,
-        *,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
-    ) -> jax.Array:
-        """`classifier_logits`: layers float[B, len(config.layers), T, input_dim] (no
-        boundaries, zero at padding), mask bool[B, T] -> logits float[B, num_classes]."""
-        deterministic = self.deterministic if deterministic is None else deterministic
-        rng = (
-            None
-            if deterministic
-            else draw_key(self.dropout_rngs if rngs is None else rngs, "TaskClassifier")
-        )
-        return classifier_logits(
-            self.to_params(), self.config, layers, mask, train=not deterministic, rng=rng
-        )
+    # from_layers(layers float[B, len(config.layers), T, input_dim], mask bool[B, T]) ->
+    # logits float[B, num_classes] (`TaskModule.from_layers`).
+    forward_from_layers = staticmethod(classifier_logits)
 
     def __call__(
         self,
         char_ids: jax.Array,
         *,
         deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+        rngs: Rngs = None,
     ) -> jax.Array:
         """Logits float[B, num_classes] from char_ids int[B, T, max_characters_per_token],
         through the frozen biLM (`elmo_task_loss`'s forward)."""

@@ -23,19 +23,19 @@ import numpy as np
 
 from elmo_jax.downstream.data import tokenize_all
 from elmo_jax.downstream.export import load_classifier
-from elmo_jax.downstream.models import ClassifierConfig, LayerCache, classifier_logits
+from elmo_jax.downstream.models import LayerCache, SentenceClassifierConfig, classifier_logits
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.tables import document_text, read_table
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _probabilities(params, config: ClassifierConfig, layers, mask):
+def _probabilities(params, config: SentenceClassifierConfig, layers, mask):
     return jax.nn.softmax(classifier_logits(params, config, layers, mask), axis=-1)
 
 
 def probabilities(
-    params, config: ClassifierConfig, cache: LayerCache, batch_size: int = 64
+    params, config: SentenceClassifierConfig, cache: LayerCache, batch_size: int = 64
 ) -> np.ndarray:
     """float32[n, num_classes]: class probabilities of every cached sentence."""
     out = []
@@ -49,7 +49,9 @@ def probabilities(
 class Predictor:
     """An exported classifier with its biLM loaded (`Predictor.load(export_dir)`)."""
 
-    def __init__(self, params, config: ClassifierConfig, meta: dict, bilm_params, bilm_config):
+    def __init__(
+        self, params, config: SentenceClassifierConfig, meta: dict, bilm_params, bilm_config
+    ):
         self.params, self.config, self.meta = params, config, meta
         self.bilm_params, self.bilm_config = bilm_params, bilm_config
         self.encoder = LabelEncoder.from_meta(meta["labels"])

@@ -39,12 +39,18 @@ from flax import nnx
 
 from elmo_jax.downstream import crf as crf_lib
 from elmo_jax.downstream.conll import to_scheme
+from elmo_jax.downstream.task_layers import (
+    TaskModule,
+    bilstm,
+    init_bilstm,
+    init_output_layer,
+    mix_layers,
+)
 from elmo_jax.model.config import BiLMConfig
-from elmo_jax.model.scalar_mix import init_scalar_mix, scalar_mix
+from elmo_jax.model.scalar_mix import init_scalar_mix
 from elmo_jax.nnx import Elmo
 from ulmfit_jax.core.nn.dropout import dropout
-from ulmfit_jax.core.nn.lstm import init_lstm_params, lstm_layer
-from ulmfit_jax.core.nn.nnx_params import ParamTree, draw_key, dropout_stream, to_arrays
+from ulmfit_jax.core.nn.nnx_params import Rngs, init_key, to_arrays
 
 Params = dict
 
@@ -108,20 +114,12 @@ def init_tagger(rng: jax.Array, config: TaggerConfig) -> Params:
     encoder = {}
     width = config.input_dim
     for k, key in enumerate(jax.random.split(k_enc, config.encoder_layers)):
-        k_f, k_b = jax.random.split(key)
-        encoder[f"layer_{k}"] = {
-            "forward": init_lstm_params(k_f, width, config.hidden),
-            "backward": init_lstm_params(k_b, width, config.hidden),
-        }
+        encoder[f"layer_{k}"] = init_bilstm(*jax.random.split(key), width, config.hidden)
         width = 2 * config.hidden
-    limit = np.sqrt(6.0 / (width + config.num_tags))
     return {
         "scalar_mix": init_scalar_mix(config.num_layers),
         "encoder": encoder,
-        "output": {
-            "w": jax.random.uniform(k_out, (width, config.num_tags), jnp.float32, -limit, limit),
-            "b": jnp.zeros((config.num_tags,), jnp.float32),
-        },
+        "output": init_output_layer(k_out, width, config.num_tags),
         "crf": crf_lib.init_crf(k_crf, config.num_tags),
     }
 
@@ -156,10 +154,7 @@ def emissions_from_mixed(
     lengths = jnp.sum(mask, axis=1).astype(jnp.int32)
     h = mixed
     for k in range(config.encoder_layers):
-        layer = params["encoder"][f"layer_{k}"]
-        forward, _ = lstm_layer(layer["forward"], h, lengths=lengths)
-        backward, _ = lstm_layer(layer["backward"], h, lengths=lengths, reverse=True)
-        h = jnp.concatenate([forward, backward], axis=-1)  # [B, T, 2H], zero at padding
+        h = bilstm(params["encoder"][f"layer_{k}"], h, lengths)  # [B, T, 2H], zero at padding
         if train and config.dropout > 0.0:
             h = dropout(keys[k], config.dropout, h)
     return h @ params["output"]["w"] + params["output"]["b"]
@@ -176,20 +171,10 @@ def tagger_emissions(
 ) -> jax.Array:
     """Tag scores float[B, T, num_tags] from biLM layers float[B, num_layers, T, input_dim]
     (no sentence boundaries, zero at padding) and mask bool[B, T]."""
-    if layers.shape[1] != config.num_layers or layers.shape[-1] != config.input_dim:
-        raise ValueError(
-            f"layers must be float[B, {config.num_layers}, T, {config.input_dim}], "
-            f"got {tuple(layers.shape)}"
-        )
-    if train and rng is None:
-        raise ValueError("train=True needs an rng for dropout")
-    k_elmo, k_rest = jax.random.split(rng) if train else (None, None)
-    mixed = scalar_mix(
-        params["scalar_mix"], jnp.moveaxis(layers, 1, 0), mask, do_layer_norm=config.do_layer_norm
+    mixed, rest = mix_layers(
+        params["scalar_mix"], layers, mask, config, config.num_layers, train=train, rng=rng
     )
-    if train and config.elmo_dropout > 0.0:
-        mixed = dropout(k_elmo, config.elmo_dropout, mixed)
-    return emissions_from_mixed(params, config, mixed, mask, train=train, rng=k_rest)
+    return emissions_from_mixed(params, config, mixed, mask, train=train, rng=rest)
 
 
 def crf_loss(params: Params, config: TaggerConfig, emissions, tags, mask) -> jax.Array:
@@ -224,7 +209,7 @@ def tagger_decode(
     return crf_lib.viterbi_decode(params["crf"], emissions, mask, config.constraints())[0]
 
 
-class ElmoTagger(ParamTree):
+class ElmoTagger(TaskModule):
     """The ELMo BiLSTM-CRF tagger as a Flax NNX module (module docstring).
 
     Args:
@@ -257,12 +242,8 @@ class ElmoTagger(ParamTree):
                 f"{bilm_config.num_output_layers} layers"
             )
         if params is None:
-            if rngs is None:
-                raise ValueError("ElmoTagger without params needs rngs to initialise them")
-            params = init_tagger(rngs.params(), config)
-        self.config = config
-        self.deterministic = deterministic
-        self.dropout_rngs = dropout_stream(rngs)
+            params = init_tagger(init_key(rngs, "ElmoTagger"), config)
+        self.keep_config_and_mode(config, deterministic, rngs)
         self.elmo = Elmo(
             bilm_config,
             1,
@@ -280,6 +261,10 @@ class ElmoTagger(ParamTree):
         )
         self.hold(params, nnx.Param, skip=("scalar_mix", "crf"))
         self.param_keys = ("scalar_mix", "encoder", "output", "crf")
+
+    # from_layers(layers float[B, num_layers, T, input_dim], mask bool[B, T]) -> emissions
+    # float[B, T, num_tags] (`TaskModule.from_layers`).
+    forward_from_layers = staticmethod(tagger_emissions)
 
     def to_params(self) -> Params:
         """The functional dict (`init_tagger`'s keys; the biLM is not in it)."""
@@ -304,50 +289,22 @@ class ElmoTagger(ParamTree):
         bilm_params, bilm_config = load_allennlp(options, weights)
         return cls(config, bilm_config, bilm_params, **kwargs)
 
-    def _key(self, deterministic: bool, rngs) -> jax.Array | None:
-        if deterministic:
-            return None
-        return draw_key(self.dropout_rngs if rngs is None else rngs, "ElmoTagger")
-
     def __call__(
         self,
         char_ids: jax.Array,
         *,
         deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+        rngs: Rngs = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Tag scores from char_ids int[B, T, max_characters_per_token]: `(emissions
         float[B, T, num_tags], mask bool[B, T])`, through the frozen biLM."""
-        deterministic = self.deterministic if deterministic is None else deterministic
+        deterministic = self.is_deterministic(deterministic)
         reps, mask, _ = self.elmo(char_ids, deterministic=deterministic, rngs=rngs)
+        rng = self.dropout_key(deterministic, rngs)  # after the ELMo dropout's key
         emissions = emissions_from_mixed(
-            self.to_params(),
-            self.config,
-            reps[0],
-            mask,
-            train=not deterministic,
-            rng=self._key(deterministic, rngs),
+            self.to_params(), self.config, reps[0], mask, train=rng is not None, rng=rng
         )
         return emissions, mask
-
-    def from_layers(
-        self,
-        layers: jax.Array,
-        mask: jax.Array,
-        *,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
-    ) -> jax.Array:
-        """`tagger_emissions` from cached biLM layers float[B, num_layers, T, input_dim]."""
-        deterministic = self.deterministic if deterministic is None else deterministic
-        return tagger_emissions(
-            self.to_params(),
-            self.config,
-            layers,
-            mask,
-            train=not deterministic,
-            rng=self._key(deterministic, rngs),
-        )
 
     def loss(
         self,
@@ -355,7 +312,7 @@ class ElmoTagger(ParamTree):
         tags: jax.Array,
         *,
         deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+        rngs: Rngs = None,
     ) -> jax.Array:
         """Mean negative CRF log-likelihood of tags int[B, T] (the tagger's training loss)."""
         emissions, mask = self(char_ids, deterministic=deterministic, rngs=rngs)

@@ -1,7 +1,7 @@
 """Training, exporting, evaluating and running the ELMo tagger as a program stage.
 
     metrics = train_tagger(config, workdir)   # config: train/configs/elmo_tagger.py
-    predict_tags(config, workdir)             # config.mode == "predict"
+    predict_tags(config, workdir)             # config.stage == "predict"
 
 The frozen biLM embeds the train and validation sentences once (`LayerCache`); the tagger
 (`elmo_jax.downstream.tagger`) trains on the cached layers with Adam (gradients clipped to
@@ -15,7 +15,7 @@ export, reloaded as an `ElmoTagger` NNX module, tags the test split through the 
 (character ids in); span precision / recall / F1, overall and per type, go to
 `WORKDIR/test_metrics.json` and `metrics.jsonl` (`test/*`). The test split is read only then.
 
-Predict mode reads `predict.input` (one whitespace-tokenized sentence per line) and writes
+The predict stage reads `predict.input` (one whitespace-tokenized sentence per line) and writes
 `token/TAG` lines to `predict.output` (default `WORKDIR/predictions.txt`).
 """
 
@@ -368,7 +368,7 @@ def predict_tags(config, workdir: str | os.PathLike) -> Path:
     `WORKDIR/export`); returns the output file."""
     p = config.predict
     if not p.input:
-        raise ValueError("mode=predict needs predict.input (one sentence per line)")
+        raise ValueError("stage=predict needs predict.input (one sentence per line)")
     source = Path(p.input).expanduser()
     if not source.is_file():
         raise FileNotFoundError(f"predict.input: no file {source}")

@@ -31,7 +31,12 @@ import optax
 
 from elmo_jax.downstream.data import tokenize_all
 from elmo_jax.downstream.export import save_classifier
-from elmo_jax.downstream.models import ClassifierConfig, LayerCache, init_classifier, task_loss
+from elmo_jax.downstream.models import (
+    LayerCache,
+    SentenceClassifierConfig,
+    init_classifier,
+    task_loss,
+)
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.data.classification import has_split, load_classification, load_test
 from ulmfit_jax.core.data.spec import DataSpec
@@ -99,7 +104,7 @@ class ClassBatches:
 
 
 @functools.lru_cache(maxsize=8)
-def make_step(config: ClassifierConfig, learning_rate: float):
+def make_step(config: SentenceClassifierConfig, learning_rate: float):
     """Jitted, state-donating Adam step `(state, ClassBatch fields) -> (state, metrics)`."""
     optimizer = optax.adam(learning_rate)
 
@@ -118,13 +123,17 @@ def make_step(config: ClassifierConfig, learning_rate: float):
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _eval_batch(params, config: ClassifierConfig, layers, mask, labels):
+def _eval_batch(params, config: SentenceClassifierConfig, layers, mask, labels):
     loss, correct = task_loss(params, config, layers, mask, labels)
     return loss * labels.shape[0], correct
 
 
 def evaluate(
-    params, config: ClassifierConfig, cache: LayerCache, labels: np.ndarray, batch_size: int = 64
+    params,
+    config: SentenceClassifierConfig,
+    cache: LayerCache,
+    labels: np.ndarray,
+    batch_size: int = 64,
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy over `cache`'s sentences."""
     correct, loss = 0, 0.0
@@ -138,7 +147,11 @@ def evaluate(
 
 
 def accuracy(
-    params, config: ClassifierConfig, cache: LayerCache, labels: np.ndarray, batch_size: int = 64
+    params,
+    config: SentenceClassifierConfig,
+    cache: LayerCache,
+    labels: np.ndarray,
+    batch_size: int = 64,
 ) -> float:
     """Fraction of `cache`'s sentences classified correctly."""
     return evaluate(params, config, cache, labels, batch_size)["accuracy"]
@@ -199,7 +212,7 @@ def classify(
     train_labels, valid_labels = data.targets(data.train), data.targets(data.valid)
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
     with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
-        model = ClassifierConfig(
+        model = SentenceClassifierConfig(
             num_classes=len(names),
             input_dim=bilm_config.output_dim,
             layers=layers,

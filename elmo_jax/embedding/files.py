@@ -89,11 +89,6 @@ def bucket_length(n: int) -> int:
     return -(-n // 128) * 128
 
 
-def read_sentences(path: str | os.PathLike, invalid_utf8: str = "error") -> list[list[str]]:
-    """Read one whitespace-tokenized sentence per line: `str.split()` of each `read_lines` line."""
-    return [line.split() for line in read_lines(path, invalid_utf8)]
-
-
 def read_lines(path: str | os.PathLike, invalid_utf8: str = "error") -> list[str]:
     """The lines of a UTF-8 file, each stripped of surrounding whitespace (AllenNLP's sentences).
 

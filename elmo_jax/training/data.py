@@ -19,7 +19,7 @@ word is out of vocabulary); targets are vocabulary ids (unknown words become `<U
     vocab = Vocabulary.build(sentences, min_count=3)
     corpus = encode_corpus(sentences, vocab)
     batches = BidirectionalBatches(corpus, batch_size=128, unroll_steps=20, seed=0)
-    batch = next(batches)          # LMBatch(chars int32[2, 128, 20, 50], targets int32[2, 128, 20])
+    batch = next(batches)  # BiLMBatch(chars int32[2, 128, 20, 50], targets int32[2, 128, 20])
     position = batches.position()  # JSON; BidirectionalBatches(..., position=position) resumes
 
 Several hosts: `BidirectionalBatches(..., shard_index=i, shard_count=n)` yields host `i`'s rows
@@ -200,7 +200,7 @@ def encode_corpus(
     return EncodedCorpus(word_ids, type_ids, offsets, char_table.astype(np.int32))
 
 
-class LMBatch(NamedTuple):
+class BiLMBatch(NamedTuple):
     """One window of both directions.
 
     Attributes:
@@ -378,11 +378,11 @@ class BidirectionalBatches:
     def __iter__(self) -> BidirectionalBatches:
         return self
 
-    def __next__(self) -> LMBatch:
+    def __next__(self) -> BiLMBatch:
         filled = [s.fill(self.unroll_steps) for s in self.streams]
         if filled[0] is None or filled[1] is None:
             raise StopIteration
         types = np.stack([f[0][self.local_rows] for f in filled])
         targets = np.stack([f[1][self.local_rows] for f in filled])
         self.batches += 1
-        return LMBatch(self.corpus.char_table[types], targets)
+        return BiLMBatch(self.corpus.char_table[types], targets)

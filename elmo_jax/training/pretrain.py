@@ -95,7 +95,7 @@ def _expand(patterns: Sequence[str], what: str) -> list[str]:
     return paths
 
 
-def read_split(config, which: str) -> list[list[str]]:
+def read_sentence_split(config, which: str) -> list[list[str]]:
     """Tokenized sentences of the `"train"` or `"valid"` data."""
     d = config.data
     limit = d.train_limit if which == "train" else d.valid_limit
@@ -176,7 +176,8 @@ def restart_params(config, model: BiLMConfig, vocab: Vocabulary, init: InitFiles
                 f"{init.vocab} and the options give {want}"
             )
     else:
-        softmax = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))["softmax"]
+        params = training.init_pretraining_params(jax.random.key(config.seed), model, len(vocab))
+        softmax = params["softmax"]
     return {"bilm": bilm, "softmax": softmax}
 
 
@@ -234,8 +235,8 @@ def pretrain(
         resume_changed=resume_changed,
         checkpoint_dir=checkpoint_dir,
     ) as run:
-        train_sentences = read_split(config, "train")
-        valid_sentences = read_split(config, "valid")
+        train_sentences = read_sentence_split(config, "train")
+        valid_sentences = read_sentence_split(config, "valid")
         vocab = vocabulary(config, run.workdir, train_sentences, resume, init)
         train_corpus = encode_corpus(train_sentences, vocab, model.max_characters_per_token)
         valid_corpus = encode_corpus(valid_sentences, vocab, model.max_characters_per_token)
@@ -271,7 +272,7 @@ def pretrain(
                 repeat=False,
             )
 
-        optimizer = training.make_optimizer(options)
+        optimizer = training.make_bilm_optimizer(options)
         before = {}
         if init.restart:
             params = restart_params(config, model, vocab, init)
@@ -288,7 +289,9 @@ def pretrain(
                     f"{before['perplexity']:.1f}"
                 )
         else:
-            params = training.init_lm_params(jax.random.key(config.seed), model, len(vocab))
+            params = training.init_pretraining_params(
+                jax.random.key(config.seed), model, len(vocab)
+            )
         state = create_train_state(
             params,
             optimizer,

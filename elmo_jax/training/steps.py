@@ -45,7 +45,7 @@ from elmo_jax.model.char_cnn import char_cnn_apply
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.init import init_bilm
 from elmo_jax.model.lstmp import bilstm_directional, zero_state
-from elmo_jax.training.data import BidirectionalBatches, LMBatch, Vocabulary
+from elmo_jax.training.data import BidirectionalBatches, BiLMBatch, Vocabulary
 from elmo_jax.training.sampled_softmax import (
     Negatives,
     draw_negatives,
@@ -97,7 +97,7 @@ def init_softmax(rng: jax.Array, vocab_size: int, projection_dim: int) -> Params
     return {"w": w / np.sqrt(projection_dim), "b": jnp.zeros((vocab_size,), jnp.float32)}
 
 
-def init_lm_params(rng: jax.Array, config: BiLMConfig, vocab_size: int) -> Params:
+def init_pretraining_params(rng: jax.Array, config: BiLMConfig, vocab_size: int) -> Params:
     """`{"bilm": init_bilm(...), "softmax": init_softmax(...)}`."""
     k_bilm, k_softmax = jax.random.split(rng)
     return {
@@ -106,7 +106,7 @@ def init_lm_params(rng: jax.Array, config: BiLMConfig, vocab_size: int) -> Param
     }
 
 
-def make_optimizer(options: TrainOptions) -> optax.GradientTransformation:
+def make_bilm_optimizer(options: TrainOptions) -> optax.GradientTransformation:
     """Global-norm clipping, then TensorFlow's `AdagradOptimizer` (which has no epsilon)."""
     adagrad = optax.adagrad(
         options.learning_rate,
@@ -191,7 +191,7 @@ def make_train_step(
 ):
     """A jitted, state-donating `(state, chars, targets, negatives) -> (state, metrics)`.
 
-    The optimizer is `make_optimizer(options)`. `negatives` is a `Negatives` (ignored with the
+    The optimizer is `make_bilm_optimizer(options)`. `negatives` is a `Negatives` (ignored with the
     full softmax); metrics are `loss` (the average of the two directions' mean losses,
     unscaled), `forward_loss`, `backward_loss` and `grad_norm` (before clipping, of the scaled
     loss, as bilm-tf's `norm_grad` summary). Cached per (config, options), so a resumed or
@@ -200,7 +200,7 @@ def make_train_step(
     The step runs over `mesh` (default: every device), rows split over its devices: the batch
     size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
     """
-    optimizer = make_optimizer(options)
+    optimizer = make_bilm_optimizer(options)
     mesh = sharding.make_mesh() if mesh is None else mesh
     rep = sharding.replicated(mesh)
     rows = sharding.batch_sharding(mesh, BATCH_AXIS)
@@ -277,7 +277,7 @@ class NegativeSampling:
     def __iter__(self) -> NegativeSampling:
         return self
 
-    def __next__(self) -> LMBatch:
+    def __next__(self) -> BiLMBatch:
         index = self.batches.batches
         batch = next(self.batches)
         if not self.options.sample_softmax:
@@ -296,7 +296,7 @@ class NegativeSampling:
 
 
 def step_fn(train_step):
-    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, LMBatch)`
+    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, BiLMBatch)`
     interface.
 
     `batch` holds this host's rows (`BidirectionalBatches(shard_index=jax.process_index(),
@@ -305,7 +305,7 @@ def step_fn(train_step):
     """
     mesh = train_step.mesh
 
-    def step(state, batch: LMBatch):
+    def step(state, batch: BiLMBatch):
         chars, targets = sharding.put_batch((batch.chars, batch.targets), mesh, BATCH_AXIS)
         negatives = sharding.put_replicated(Negatives(*batch.negatives), mesh)
         return train_step(state, chars, targets, negatives)
@@ -345,7 +345,7 @@ def _eval_window(config: BiLMConfig, mesh: jax.sharding.Mesh, split: bool):
 def evaluate(
     params: Params,
     config: BiLMConfig,
-    batches: Iterable[LMBatch],
+    batches: Iterable[BiLMBatch],
     mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
     """Full-softmax loss and perplexity over a test-mode stream (bilm-tf's `test`), the LSTM

@@ -6,7 +6,7 @@
         --config.data.text_fields="('sentence',)" --config.data.label_field=label
     # texts in, labels and probabilities out:
     python -m train.elmo_downstream --config train/configs/elmo_classify_local.py \
-        --workdir runs/clf --config.mode=predict --config.predict.input=new.csv \
+        --workdir runs/clf --config.stage=predict --config.predict.input=new.csv \
         --config.predict.output=predictions.csv
 
 Validation: `data.valid_col` (a true/false column), else `data.valid_split` (e.g. "valid" for
@@ -27,7 +27,7 @@ def get_config(variant: str = "") -> ConfigDict:
     check_variant(variant, VARIANTS)
     c = ConfigDict()
     c.seed = 0
-    c.mode = "train"  # or "predict"
+    c.stage = "train"  # or "predict": label predict.input with the export
     c.export_dir = ""  # "" is WORKDIR/export
 
     c.bilm = ConfigDict()

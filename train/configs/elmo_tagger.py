@@ -27,7 +27,7 @@ def get_config(variant: str = "") -> ConfigDict:
     check_variant(variant, VARIANTS)
     c = ConfigDict()
     c.seed = 0
-    c.mode = "train"  # or "predict": tag predict.input with the export
+    c.stage = "train"  # or "predict": tag predict.input with the export
 
     c.bilm = ConfigDict()
     c.bilm.dir = ""  # an export folder (options.json + lm_weights.hdf5), or:

@@ -30,7 +30,7 @@ from ulmfit_jax.data import corpus
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.inference.metrics import classification_metrics
-from ulmfit_jax.inference.test_outputs import save_test_outputs
+from ulmfit_jax.inference.saved_outputs import save_test_outputs
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training import param_groups
@@ -285,7 +285,7 @@ def _log_data(run, data: ClassificationData, vocab_size, pretrained, loader, mes
 
 def _test_once(run, config, spec, params, model, vocab, encoder, mesh) -> dict[str, float]:
     """The best model on the test split, once, reported apart (`test/*`); its outputs are kept
-    in `WORKDIR/test_outputs.npz` (see `ulmfit_jax.inference.test_outputs`)."""
+    in `WORKDIR/test_outputs.npz` (see `ulmfit_jax.inference.saved_outputs`)."""
     from ulmfit_jax.core.data.classification import load_test
 
     test = load_test(spec, seed=config.seed)

@@ -5,6 +5,8 @@ that take a nested dict of arrays. `ParamTree` is their base: each top-level key
 becomes an attribute holding the same nested dict with every array wrapped in an `nnx.Variable`
 (`nnx.Param`, `nnx.BatchStat` or a frozen type), so `nnx.state(module, nnx.Param)` has the
 functional dict's paths and `to_params()` rebuilds the dict exactly (the very arrays, no copy).
+`DropoutParamTree` adds what every model module has besides: its config, the train/eval mode
+and the dropout stream a training call draws its one key from.
 
     >>> import jax, jax.numpy as jnp
     >>> from flax import nnx
@@ -32,6 +34,8 @@ import jax
 from flax import nnx
 
 ShardingRules = Sequence[tuple[str, tuple[str | None, ...]]]
+# What a call's `rngs=` may be: `nnx.Rngs` (its dropout stream), one stream, a key, or None.
+Rngs = nnx.Rngs | nnx.RngStream | jax.Array | None
 
 
 def _out_sharding(path: tuple[str, ...], rules: ShardingRules | None) -> dict[str, Any]:
@@ -145,6 +149,41 @@ def draw_key(source: Any, owner: str) -> jax.Array:
             "rngs=nnx.Rngs(dropout=...) or pass rngs= to the call"
         )
     return source
+
+
+def init_key(rngs: nnx.Rngs | None, owner: str) -> jax.Array:
+    """The key that initialises `owner`'s parameters when none are given: `rngs.params()`."""
+    if rngs is None:
+        raise ValueError(f"{owner} without params needs rngs to initialise them")
+    return rngs.params()
+
+
+class DropoutParamTree(ParamTree):
+    """A `ParamTree` with a config, a train/eval mode and a dropout stream: the base of both
+    families' model modules.
+
+    `deterministic` is the mode: True is evaluation (the default), False training; NNX's
+    `model.train()` / `model.eval()` set it on every submodule that has it. A training call
+    draws one key, the functional API's `rng`, from the call's `rngs`, else from the dropout
+    stream given to the constructor (`dropout_stream`: shared, so a caller can reproduce it).
+    """
+
+    def keep_config_and_mode(self, config: Any, deterministic: bool, rngs: nnx.Rngs | None):
+        """Set `config`, the mode and the dropout stream (call it in `__init__`)."""
+        self.config = config
+        self.deterministic = deterministic
+        self.dropout_rngs = dropout_stream(rngs)
+
+    def is_deterministic(self, deterministic: bool | None) -> bool:
+        """A call's mode: its own `deterministic` when given, else the module's."""
+        return self.deterministic if deterministic is None else deterministic
+
+    def dropout_key(self, deterministic: bool | None, rngs: Rngs) -> jax.Array | None:
+        """The functional `rng` of a call: None in evaluation, else one key drawn from `rngs`
+        (the call's, else the constructor's dropout stream)."""
+        if self.is_deterministic(deterministic):
+            return None
+        return draw_key(self.dropout_rngs if rngs is None else rngs, type(self).__name__)
 
 
 def labels_state(model: nnx.Module, labels: Any, wrt: nnx.filterlib.Filter = nnx.Param) -> Any:

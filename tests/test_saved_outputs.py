@@ -1,9 +1,9 @@
-"""test_outputs: the test outputs a stage keeps, and ensembles scored from them."""
+"""saved_outputs: the test outputs a stage keeps, and ensembles scored from them."""
 
 import numpy as np
 import pytest
 
-from ulmfit_jax.inference.test_outputs import (
+from ulmfit_jax.inference.saved_outputs import (
     TEST_OUTPUTS,
     ensemble_accuracy,
     load_test_outputs,
