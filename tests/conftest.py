@@ -75,3 +75,23 @@ def tiny_pretrain_command():
         ]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def fastai_fixture(fixtures_dir):
+    """`(folder, expected arrays)` of fastai's reference models (scripts/fixtures)."""
+    import numpy as np
+
+    root = fixtures_dir / "fastai"
+    return root, dict(np.load(root / "expected.npz"))
+
+
+@pytest.fixture(scope="session")
+def fastai_classifier_config(fastai_fixture):
+    """The `ClassifierConfig` of the fastai fixture's classifier."""
+    import json
+
+    import ulmfit_jax
+
+    root, _ = fastai_fixture
+    return ulmfit_jax.ClassifierConfig(**json.loads((root / "classifier_config.json").read_text()))

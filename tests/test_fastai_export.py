@@ -7,8 +7,6 @@ fastai's `get_language_model` / `get_text_classifier` and `load_encoder`'s modul
 logits on them are compared with ours.
 """
 
-import json
-
 import jax
 import numpy as np
 import pytest
@@ -24,23 +22,11 @@ from ulmfit_jax.weights.fastai_export import (
 
 pytest.importorskip("torch")
 
-ATOL = 1e-4  # the parity tests' tolerance against the fixture's fastai logits
+ATOL = 1e-4  # the parity tests' tolerance against the fastai_fixture's fastai logits
 
 
-@pytest.fixture(scope="module")
-def fixture(fixtures_dir):
-    root = fixtures_dir / "fastai"
-    return root, dict(np.load(root / "expected.npz"))
-
-
-@pytest.fixture(scope="module")
-def classifier_config(fixture):
-    root, _ = fixture
-    return ulmfit_jax.ClassifierConfig(**json.loads((root / "classifier_config.json").read_text()))
-
-
-def test_language_model_round_trip_is_bit_identical(fixture, tmp_path):
-    root, expected = fixture
+def test_language_model_round_trip_is_bit_identical(fastai_fixture, tmp_path):
+    root, expected = fastai_fixture
     params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
     save_fastai_lm(params, config, itos, tmp_path / "lm.pth", tmp_path / "itos.pkl")
     again, config_again, itos_again = ulmfit_jax.load_fastai_lm(
@@ -48,13 +34,13 @@ def test_language_model_round_trip_is_bit_identical(fixture, tmp_path):
     )
     assert itos_again == itos and config_again == config
     assert_trees_equal(again, params)
-    # The written file's logits are fastai's (the fixture's) as the original's are.
+    # The written file's logits are fastai's (the fastai_fixture's) as the original's are.
     logits, _ = ulmfit_jax.lm_apply(again, config, expected["lm_tokens"][:, :10])
     np.testing.assert_allclose(logits, expected["lm_logits"][0], atol=ATOL, rtol=0)
 
 
-def test_written_tensors_are_fastais_own_up_to_the_summed_bias(fixture, tmp_path):
-    root, _ = fixture
+def test_written_tensors_are_fastais_own_up_to_the_summed_bias(fastai_fixture, tmp_path):
+    root, _ = fastai_fixture
     original = fastai_weights.read_state_dict(root / "lm.pth")
     params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
     save_fastai_lm(params, config, itos, tmp_path / "lm.pth")
@@ -72,19 +58,19 @@ def test_written_tensors_are_fastais_own_up_to_the_summed_bias(fixture, tmp_path
             np.testing.assert_array_equal(tensor, original[name])
 
 
-def test_classifier_round_trip_is_bit_identical(fixture, classifier_config, tmp_path):
-    root, expected = fixture
-    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", classifier_config)
-    save_fastai_classifier(params, classifier_config, tmp_path / "clas.pth")
-    again = ulmfit_jax.load_fastai_classifier(tmp_path / "clas.pth", classifier_config)
+def test_classifier_round_trip_is_bit_identical(fastai_fixture, fastai_classifier_config, tmp_path):
+    root, expected = fastai_fixture
+    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", fastai_classifier_config)
+    save_fastai_classifier(params, fastai_classifier_config, tmp_path / "clas.pth")
+    again = ulmfit_jax.load_fastai_classifier(tmp_path / "clas.pth", fastai_classifier_config)
     assert_trees_equal(again, params)
     original = fastai_weights.read_state_dict(root / "classifier.pth")
     written = fastai_weights.read_state_dict(tmp_path / "clas.pth")
     assert {k for k in written if k.startswith("1.")} == {k for k in original if k.startswith("1.")}
 
 
-def test_encoder_is_what_load_encoder_reads(fixture, tmp_path):
-    root, _ = fixture
+def test_encoder_is_what_load_encoder_reads(fastai_fixture, tmp_path):
+    root, _ = fastai_fixture
     params, _, _ = ulmfit_jax.load_fastai_lm(root / "lm.pth")
     save_fastai_encoder(params["encoder"], tmp_path / "enc.pth")
     written = fastai_weights.read_state_dict(tmp_path / "enc.pth")
@@ -95,8 +81,8 @@ def test_encoder_is_what_load_encoder_reads(fixture, tmp_path):
             np.testing.assert_array_equal(tensor, original["0." + name])
 
 
-def test_a_vocabulary_of_another_size_is_refused(fixture, tmp_path):
-    root, _ = fixture
+def test_a_vocabulary_of_another_size_is_refused(fastai_fixture, tmp_path):
+    root, _ = fastai_fixture
     params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
     with pytest.raises(ValueError, match="vocabulary has 47 tokens but the model 48"):
         save_fastai_lm(params, config, itos[:-1], tmp_path / "lm.pth")
@@ -106,11 +92,11 @@ def test_a_vocabulary_of_another_size_is_refused(fixture, tmp_path):
 # --- the written files in fastai itself ----------------------------------------------------
 
 
-def test_fastai_loads_the_language_model_and_gives_our_logits(fixture, tmp_path):
+def test_fastai_loads_the_language_model_and_gives_our_logits(fastai_fixture, tmp_path):
     text = pytest.importorskip("fastai.text.all")
     import torch
 
-    root, expected = fixture
+    root, expected = fastai_fixture
     params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
     save_fastai_lm(params, config, itos, tmp_path / "lm.pth")
     arch = dict(text.awd_lstm_lm_config, emb_sz=config.emb_sz, n_hid=config.n_hid)
@@ -126,12 +112,14 @@ def test_fastai_loads_the_language_model_and_gives_our_logits(fixture, tmp_path)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
 
 
-def test_fastai_loads_the_classifier_and_gives_our_logits(fixture, classifier_config, tmp_path):
+def test_fastai_loads_the_classifier_and_gives_our_logits(
+    fastai_fixture, fastai_classifier_config, tmp_path
+):
     text = pytest.importorskip("fastai.text.all")
     import torch
 
-    root, expected = fixture
-    config = classifier_config
+    root, expected = fastai_fixture
+    config = fastai_classifier_config
     params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", config)
     save_fastai_classifier(params, config, tmp_path / "clas.pth")
     arch = dict(text.awd_lstm_clas_config, emb_sz=config.emb_sz, n_hid=config.n_hid)

@@ -15,21 +15,9 @@ pytest.importorskip("torch")
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def fixture(fixtures_dir):
-    root = fixtures_dir / "fastai"
-    return root, dict(np.load(root / "expected.npz"))
-
-
-@pytest.fixture(scope="module")
-def classifier_config(fixture):
-    root, _ = fixture
-    return ulmfit_jax.ClassifierConfig(**json.loads((root / "classifier_config.json").read_text()))
-
-
 @pytest.mark.parametrize("name", ["lm.pth", "lm_v1.pth"])
-def test_lm_logits_over_three_stateful_batches(fixture, name):
-    root, expected = fixture
+def test_lm_logits_over_three_stateful_batches(fastai_fixture, name):
+    root, expected = fastai_fixture
     params, config, vocab = ulmfit_jax.load_fastai_lm(root / name, root / "lm_itos.pkl")
     assert (config.vocab_size, config.emb_sz, config.n_hid, config.n_layers) == (48, 16, 24, 3)
     assert vocab[:3] == ["xxunk", "xxpad", "xxbos"]
@@ -42,9 +30,9 @@ def test_lm_logits_over_three_stateful_batches(fixture, name):
         np.testing.assert_allclose(logits, expected["lm_logits"][b], atol=ATOL, rtol=0)
 
 
-def test_lm_window_split_does_not_matter(fixture):
+def test_lm_window_split_does_not_matter(fastai_fixture):
     """Stateful windows of 10 give the same logits as one window of 30."""
-    root, expected = fixture
+    root, expected = fastai_fixture
     params, config, _ = ulmfit_jax.load_fastai_lm(root / "lm.pth")
     whole, _ = ulmfit_jax.lm_apply(params, config, expected["lm_tokens"])
     stacked = np.concatenate(list(expected["lm_logits"]), axis=1)
@@ -56,32 +44,32 @@ def _docs(expected):
     return np.split(expected["clas_docs"], np.cumsum(lengths)[:-1])
 
 
-def test_classifier_logits_each_document_alone(fixture, classifier_config):
-    root, expected = fixture
-    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", classifier_config)
+def test_classifier_logits_each_document_alone(fastai_fixture, fastai_classifier_config):
+    root, expected = fastai_fixture
+    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", fastai_classifier_config)
     docs = _docs(expected)
-    assert max(len(d) for d in docs) > 2 * classifier_config.max_len
+    assert max(len(d) for d in docs) > 2 * fastai_classifier_config.max_len
     for doc, want in zip(docs, expected["clas_logits"], strict=True):
-        got = ulmfit_jax.classifier_apply(params, classifier_config, [doc.tolist()])
+        got = ulmfit_jax.classifier_apply(params, fastai_classifier_config, [doc.tolist()])
         np.testing.assert_allclose(got[0], want, atol=ATOL, rtol=0, err_msg=f"length {len(doc)}")
 
 
-def test_classifier_logits_do_not_depend_on_the_batch(fixture, classifier_config):
-    root, expected = fixture
-    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", classifier_config)
+def test_classifier_logits_do_not_depend_on_the_batch(fastai_fixture, fastai_classifier_config):
+    root, expected = fastai_fixture
+    params = ulmfit_jax.load_fastai_classifier(root / "classifier.pth", fastai_classifier_config)
     docs = [d.tolist() for d in _docs(expected)]
-    together = ulmfit_jax.classifier_apply(params, classifier_config, docs)
+    together = ulmfit_jax.classifier_apply(params, fastai_classifier_config, docs)
     np.testing.assert_allclose(together, expected["clas_logits"], atol=ATOL, rtol=0)
     # Another order and extra padding: the same logits for each document.
     order = np.random.default_rng(0).permutation(len(docs))
-    tokens, lengths = ulmfit_jax.pad_documents([docs[i] for i in order], classifier_config)
-    tokens = np.pad(tokens, ((0, 0), (0, 3 * classifier_config.bptt)), constant_values=1)
-    shuffled = ulmfit_jax.classifier_apply(params, classifier_config, tokens, lengths)
+    tokens, lengths = ulmfit_jax.pad_documents([docs[i] for i in order], fastai_classifier_config)
+    tokens = np.pad(tokens, ((0, 0), (0, 3 * fastai_classifier_config.bptt)), constant_values=1)
+    shuffled = ulmfit_jax.classifier_apply(params, fastai_classifier_config, tokens, lengths)
     np.testing.assert_allclose(shuffled, together[order], atol=1e-5, rtol=0)
 
 
-def test_match_embeddings_equals_fastai(fixture):
-    root, expected = fixture
+def test_match_embeddings_equals_fastai(fastai_fixture):
+    root, expected = fastai_fixture
     params, _, vocab = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
     new_vocab = json.loads((root / "lm_new_itos.json").read_text())
     moved = ulmfit_jax.match_embeddings(params, vocab, new_vocab)
@@ -91,8 +79,8 @@ def test_match_embeddings_equals_fastai(fixture):
     np.testing.assert_allclose(moved["decoder"]["bias"], expected["match_bias"], atol=1e-6, rtol=0)
 
 
-def test_raw_weight_wins_over_stale_module_weight(fixture):
-    root, _ = fixture
+def test_raw_weight_wins_over_stale_module_weight(fastai_fixture):
+    root, _ = fastai_fixture
     new, _, _ = ulmfit_jax.load_fastai_lm(root / "lm.pth")
     old, _, _ = ulmfit_jax.load_fastai_lm(root / "lm_v1.pth")
     for layer in range(3):
