@@ -9,6 +9,7 @@
     local    folders         imdb       files in class folders (the aclImdb layout)
     imdb                     imdb       IMDb wherever it is (aclImdb folder, else TFDS)
     tfds                     tfds       a registered TFDS dataset
+    hf                       hf         a Hugging Face dataset (Hub name, local folder, saved)
 
 Each reader module has `read(spec, split) -> Documents`. Modules are imported when their data
 is opened, so reading a CSV never imports `tensorflow_datasets` (only `tfds` does). Local files
@@ -52,8 +53,9 @@ READERS = {
     "folders": "imdb.read_folders",
     "imdb": "imdb.read",
     "tfds": "tfds.read",
+    "hf": "hf.read",
 }
-FORMATS = tuple(name for name in READERS if name not in ("imdb", "tfds"))  # local formats
+FORMATS = tuple(name for name in READERS if name not in ("imdb", "tfds", "hf"))  # local formats
 # Local formats labelled by their layout (a TREC line's class, an SST tree's root, a folder),
 # not by `data.label_field`.
 LAYOUT_LABELLED = ("trec", "sst", "sst2", "folders")

@@ -10,6 +10,8 @@ at entry and passes that down; nothing deeper reads the config. Sources:
     source="local"    path + format (`ulmfit_jax.core.data.readers.FORMATS`), text_fields,
                       label_field, splits ("train=train.csv,test=test.csv")
     source="tfds"     name: a TFDS name ("imdb_reviews", "trec", "glue/sst2", ...)
+    source="hf"       Hugging Face datasets: name (+ hf_config, streaming), or path (a folder
+                      written by `save_to_disk`); `ulmfit_jax.core.data.hf`
 
 Example:
 
@@ -23,7 +25,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-SOURCES = ("imdb", "local", "tfds")
+SOURCES = ("imdb", "local", "tfds", "hf")
 
 
 def parse_splits(spec: str) -> dict[str, str] | None:
@@ -45,8 +47,10 @@ class DataSpec:
     """Where a stage's documents come from and which of them it uses.
 
     Attributes:
-        source: "imdb", "local" or "tfds" (module docstring).
-        name: TFDS name (source "tfds").
+        source: "imdb", "local", "tfds" or "hf" (module docstring).
+        name: TFDS name (source "tfds"); a Hugging Face dataset (source "hf").
+        hf_config: the Hugging Face dataset's configuration ("" for its default).
+        streaming: read a Hugging Face dataset as an `IterableDataset` (rows as they come).
         path: a file or folder (source "local"; for "imdb" an optional aclImdb location).
         format: a local format (`ulmfit_jax.core.data.readers.FORMATS`).
         tfds_dir: TFDS data_dir ("" is TFDS's default).
@@ -72,6 +76,8 @@ class DataSpec:
 
     source: str = "imdb"
     name: str = ""
+    hf_config: str = ""
+    streaming: bool = False
     path: str = ""
     format: str = ""
     tfds_dir: str = ""
@@ -136,8 +142,9 @@ class DataSpec:
                 values[key] = int(values[key] or 0)
         if "valid_pct" in values:
             values["valid_pct"] = float(values["valid_pct"])
-        if "header" in values:
-            values["header"] = bool(values["header"])
+        for key in ("header", "streaming"):
+            if key in values:
+                values[key] = bool(values[key])
         for key in (
             "name",
             "path",
