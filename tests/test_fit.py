@@ -194,3 +194,29 @@ def test_a_fresh_run_does_not_reuse_an_old_history(tmp_path, reference):
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="nothing to resume in .*no run.json, no checkpoints"):
         Run(tmp_path / "typo", {"program": "toy"}, {}, resume=True)
+
+
+def test_every_training_program_uses_the_one_loop():
+    """The resume logic lives in `core/training` only: no program calls `train_loop` or restores
+    a checkpoint itself, and each training program calls `fit` (directly or through
+    `phases.fit_phases`)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    loop_files = {"run.py", "fit.py", "checkpointing.py", "best.py"}
+    for path in [*root.glob("ulmfit_jax/**/*.py"), *root.glob("elmo_jax/**/*.py")]:
+        if path.parent.name == "training" and path.parent.parent.name == "core":
+            if path.name in loop_files:
+                continue
+        code = path.read_text()
+        assert "train_loop(" not in code and "checkpointer.restore(" not in code, path
+    programs = {
+        "ulmfit_jax/training/lm_stage.py": "fit_phases(",
+        "ulmfit_jax/training/classifier_stage.py": "fit_phases(",
+        "ulmfit_jax/training/phases.py": "fit.fit(",
+        "elmo_jax/downstream/train.py": "fit(",
+        "elmo_jax/downstream/tagger_stage.py": "fit(",
+        "elmo_jax/training/pretrain.py": "fit(",
+    }
+    for name, call in programs.items():
+        assert call in (root / name).read_text(), name
