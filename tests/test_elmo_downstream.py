@@ -304,3 +304,14 @@ def test_classifier_resumes_exactly_after_sigterm_or_a_kill_before_validation(
     assert_same_classifier_run(
         reference, workdir, expected, train_lib.classify(c, workdir, resume=True)
     )
+
+
+def test_classifier_refuses_an_unseen_test_label_before_training(tmp_path):
+    from elmo_jax.downstream import train as train_lib
+
+    c = csv_classification(tmp_path)
+    test_csv = tmp_path / "csv" / "test.csv"
+    test_csv.write_text(test_csv.read_text() + "a very odd film,meh\n")
+    with pytest.raises(ValueError, match=r"label\(s\) \['meh'\] never occur in the training"):
+        train_lib.classify(c, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

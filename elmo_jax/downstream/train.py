@@ -242,6 +242,11 @@ def classify(
         )
     names = data.encoder.names
     train_labels, valid_labels = data.targets(data.train), data.targets(data.valid)
+    scores_test = test_at_end(config) and _has_test(spec, tables)
+    if scores_test:
+        # Read now: a label training never had fails before training, not after it.
+        split = load_test(spec, seed=config.seed, tables=tables)
+        test_labels = data.encoder.encode(split.raw_labels, split.where)
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
     with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
         model = ClassifierConfig(
@@ -280,9 +285,7 @@ def classify(
         monitor = t.get("monitor", "accuracy")
 
         def test(best_params) -> dict[str, float]:
-            split = load_test(spec, seed=config.seed, tables=tables)
             test_cache = LayerCache(bilm_params, bilm_config, tokenize_all(split.texts, tokenizer))
-            test_labels = data.encoder.encode(split.raw_labels, split.where)
             run.log(f"test: {len(split):,} sentences")
             return evaluate(best_params, model, test_cache, test_labels)
 
@@ -297,7 +300,7 @@ def classify(
             evaluate=lambda params: evaluate(params, model, valid_cache, valid_labels),
             monitor=monitor,
             patience=int(t.get("patience", 0)),
-            test=test if test_at_end(config) and _has_test(spec, tables) else None,
+            test=test if scores_test else None,
             callbacks=callbacks,
             meta={"stage": "classify", "classes": list(names), "layers": list(layers)},
             count_tokens=count_tokens,
