@@ -194,6 +194,12 @@ def test_a_fresh_run_does_not_reuse_an_old_history(tmp_path, reference):
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="nothing to resume in .*no run.json, no checkpoints"):
         Run(tmp_path / "typo", {"program": "toy"}, {}, resume=True)
+    assert not (tmp_path / "typo").exists()
+    # A run killed before its first checkpoint: --resume starts it again from step 0.
+    with Run(tmp_path / "early", {"program": "toy"}, {}):
+        pass
+    with Run(tmp_path / "early", {"program": "toy"}, {}, resume=True) as run:
+        assert not run.resume
 
 
 def test_every_training_program_uses_the_one_loop():

@@ -110,8 +110,9 @@ class Run:
       identity: what must match to reuse the folder (e.g. program and stage).
       config: the full config (an `ml_collections.ConfigDict` or a JSON-able mapping),
         recorded in run.json.
-      resume: continue from the last checkpoint (a workdir without one is refused: nothing to
-        resume). Without it, a workdir that already holds checkpoints is refused rather than
+      resume: continue from the last checkpoint (a workdir no run has started in is refused:
+        nothing to resume; one whose run was killed before its first checkpoint starts again).
+        Without it, a workdir that already holds checkpoints is refused rather than
         overwritten.
       resume_changed: accept a resume whose config differs from run.json's in keys that change
         the result (otherwise refused, naming them).
@@ -139,12 +140,15 @@ class Run:
         self.workdir = Path(workdir).absolute()
         self.identity = dict(identity)
         self.is_main = jax.process_index() == 0
+        existed = self.workdir.exists()
         # Process 0 holds the lock: the other hosts of a multi-host run share its workdir.
         self._lock = workdir_lib.acquire(self.workdir) if self.is_main else None
         try:
             self._open(config, resume, resume_changed, max_to_keep, checkpoint_dir)
         except BaseException:
             self._release_lock()
+            if not existed and self.is_main:
+                _remove_empty_folders(self.workdir)  # a refused run leaves no new workdir
             raise
         self._stop_requested = False
         self._previous_handler = None
@@ -163,6 +167,18 @@ class Run:
                     f"workdir {self.workdir} belongs to another run ({record.get('identity')}), "
                     f"not {self.identity}: use a new --workdir"
                 )
+        self.checkpointer = Checkpointer(
+            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
+        )
+        if resume and self.checkpointer.latest_step() is None:
+            if not record:  # an empty or mistyped workdir: not one a run has started in
+                raise ValueError(
+                    f"--resume: nothing to resume in {self.workdir} (no run.json, no "
+                    f"checkpoints in {self.checkpointer.directory}): check --workdir and "
+                    "train.checkpoint_dir, or drop --resume to start a new run"
+                )
+            # Started here but killed before its first checkpoint: start again from step 0.
+            resume = False
         accepted = list(record.get("resume_changes", [])) if resume else []
         changes = {}
         if resume and "config" in record:
@@ -173,16 +189,6 @@ class Run:
                     f"keys that change the result: {workdir_lib.describe_changes(changes)}; "
                     "pass --resume_changed to continue with these changes anyway"
                 )
-        self.checkpointer = Checkpointer(
-            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
-        )
-        if resume and self.checkpointer.latest_step() is None:
-            raise ValueError(
-                f"--resume: nothing to resume in {self.workdir} ("
-                + ("run.json but " if record else "no run.json, ")
-                + f"no checkpoints in {self.checkpointer.directory}): check --workdir and "
-                "train.checkpoint_dir, or drop --resume to start a new run"
-            )
         if self.checkpointer.latest_step() is not None and not resume:
             raise ValueError(
                 f"workdir {self.workdir} already has checkpoints (step "
@@ -232,6 +238,14 @@ class Run:
     @property
     def stop_requested(self) -> bool:
         return self._stop_requested
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove `folder` if it holds nothing but empty folders."""
+    if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+            path.rmdir()
+        folder.rmdir()
 
 
 def _to_float(x) -> float:
