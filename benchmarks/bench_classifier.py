@@ -115,14 +115,17 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from ulmfit_jax.data.classifier_batches import ClassifierBatch
+
     _, impl, *dtype = variant.split()
     step, state, trainable = make_step(size, impl, dtype[0] if dtype else None)
     tokens, lengths, labels = (jnp.asarray(a) for a in _batch(size))
-    weights = jnp.ones((size["batch"],), jnp.float32)
+    indices = jnp.arange(size["batch"], dtype=jnp.int32)
+    batch = ClassifierBatch(tokens, lengths, labels, indices, trainable)
     carry = {"state": state}
 
     def one():
-        carry["state"], metrics = step(carry["state"], tokens, lengths, labels, weights, trainable)
+        carry["state"], metrics = step(carry["state"], batch)
         jax.block_until_ready(metrics)
 
     return _common.time_steps(one, steps)
@@ -210,7 +213,6 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real classifier train step (tiny model) over one epoch of `ClassifierBatches`
     (fastai's SortedDL order) and count its compilations against the distinct padded widths."""
     from ulmfit_jax.data.classifier_batches import ClassifierBatches
-    from ulmfit_jax.training import classifier_steps as classifier_training
 
     size = dict(SIZES["tiny"], batch=spec.batch, bptt=spec.bptt, max_len=spec.max_len)
     step, state, trainable = make_step(size)
@@ -230,7 +232,7 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     result = _common.epoch_compilations(
         f"classifier, SortedDL batches of {spec.batch}, bptt {spec.bptt}",
         step,
-        classifier_training.classifier_step_fn(step, trainable),  # what the training loop calls
+        lambda state, batch: step(state, batch._replace(trainable=trainable)),  # as in training
         state,
         batches.epoch_batches(0),
         on_batch=count_tokens,

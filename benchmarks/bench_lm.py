@@ -102,16 +102,19 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from ulmfit_jax.data.lm_stream import LMBatch
+
     _, impl, *dtype = variant.split()
     step, state, trainable = make_step(size, impl, dtype[0] if dtype else None)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, size["vocab"], (size["batch"], size["bptt"] + 1), dtype=np.int32)
     x, y = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
     lengths = jnp.full((size["batch"],), size["bptt"], jnp.int32)
+    batch = LMBatch(x, y, lengths, size["bptt"], 1.0, trainable)
     carry = {"state": state}
 
     def one():
-        carry["state"], metrics = step(carry["state"], x, y, lengths, jnp.float32(1.0), trainable)
+        carry["state"], metrics = step(carry["state"], batch)
         jax.block_until_ready(metrics)
 
     return _common.time_steps(one, steps)
@@ -172,7 +175,6 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real LM train step (tiny model) over one epoch of `LMStream(variable_bptt=True)`
     and count its compilations against the epoch's distinct padded widths."""
     from ulmfit_jax.data.lm_stream import LMStream
-    from ulmfit_jax.training import lm_steps as lm_training
 
     size = dict(SIZES["tiny"], batch=spec.batch, bptt=spec.bptt)
     step, state, trainable = make_step(size)
@@ -182,7 +184,7 @@ def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     return _common.epoch_compilations(
         f"LM, variable BPTT {spec.bptt}, batch {spec.batch}",
         step,
-        lm_training.lm_step_fn(step, trainable),  # what the training loop calls
+        lambda state, batch: step(state, batch._replace(trainable=trainable)),  # as in training
         state,
         stream.epoch_batches(0),
     )

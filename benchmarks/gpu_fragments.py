@@ -3,7 +3,8 @@
 The GPU check's third part (`benchmarks.gpu_check`): N steps of the real LM and classifier
 training steps, built as `train.reproduce --size full` builds them (its stage configs, the
 stage's optimiser from `make_phase_optimizer`, the data-parallel mesh of `mesh_for_batch`,
-the loop's `lm_step_fn` / `classifier_step_fn`, batches from `LMStream` / `ClassifierBatches`),
+the `TrainStep`s of `make_lm_train_step` / `make_classifier_train_step`, batches from
+`LMStream` / `ClassifierBatches`),
 then a time estimate of the whole run from those step times and the corpora's sizes (`CORPUS`).
 
     python -m benchmarks.gpu_fragments [--quick] [--steps 10]    # prints the JSON
@@ -106,7 +107,7 @@ def lm_fragment(config, vocab_size: int, steps: int) -> dict:
     from ulmfit_jax.models import awd_lstm
     from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
     from ulmfit_jax.training import optim, param_groups
-    from ulmfit_jax.training.lm_steps import lm_step_fn, make_lm_train_step
+    from ulmfit_jax.training.lm_steps import make_lm_train_step
     from ulmfit_jax.training.phases import make_phase_optimizer, phases
 
     t = config.train
@@ -129,7 +130,8 @@ def lm_fragment(config, vocab_size: int, steps: int) -> dict:
     n_tokens = (steps + 3) * t.batch_size * (t.bptt + 1)
     docs = [rng.integers(2, vocab_size, n_tokens, dtype=np.int32)]
     stream = LMStream(docs, batch_size=t.batch_size, bptt=t.bptt, seed=0, shuffle=True)
-    timing = _time_steps(lm_step_fn(step, trainable), state, stream.epoch_batches(0), steps)
+    batches = (b._replace(trainable=trainable) for b in stream.epoch_batches(0))
+    timing = _time_steps(step, state, batches, steps)
     return {
         "shape": dict(batch=t.batch_size, bptt=t.bptt, vocab=vocab_size, emb=model.emb_sz,
                       hid=model.n_hid, layers=model.n_layers, dtype=str(model.compute_dtype),
@@ -151,7 +153,7 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
     from ulmfit_jax.models import classifier
     from ulmfit_jax.models.classifier import ClassifierConfig
     from ulmfit_jax.training import optim, param_groups
-    from ulmfit_jax.training.classifier_steps import classifier_step_fn, make_classifier_train_step
+    from ulmfit_jax.training.classifier_steps import make_classifier_train_step
     from ulmfit_jax.training.phases import make_phase_optimizer, phases
 
     t, m = config.train, config.model
@@ -176,8 +178,8 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
     batches = ClassifierBatches(
         docs, rng.integers(0, 2, n_docs), batch_size=t.batch_size, seed=0, pad_multiple=m.bptt
     )
-    step_fn = classifier_step_fn(step, trainable)
-    timing = _time_steps(step_fn, state, batches.epoch_batches(0), steps)
+    epoch = (b._replace(trainable=trainable) for b in batches.epoch_batches(0))
+    timing = _time_steps(step, state, epoch, steps)
     return {"width": width, "batch": t.batch_size, "steps": steps, **timing}
 
 

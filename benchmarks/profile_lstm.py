@@ -24,6 +24,7 @@ import optax
 
 from benchmarks import bench_lm
 from ulmfit_jax.core.nn import lstm
+from ulmfit_jax.data.lm_stream import LMBatch
 from ulmfit_jax.models import awd_lstm
 
 
@@ -77,11 +78,10 @@ def make_train_step(size: dict, impl: str, compiler_options: dict | None = None)
     tokens = rng.integers(0, size["vocab"], (size["batch"], size["bptt"] + 1), dtype=np.int32)
     x, y = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
     lengths = jnp.full((size["batch"],), size["bptt"], jnp.int32)
-    lr_scale = jnp.float32(1.0)
-    state, x, y, lengths = jax.device_put((state, x, y, lengths))
-    trainable = jax.device_put(trainable)
+    state = jax.device_put(state)
+    batch = step.place_batch(LMBatch(x, y, lengths, size["bptt"], 1.0, trainable))
     start = time.perf_counter()
-    lowered = step.jitted.lower(state, x, y, lengths, lr_scale, trainable)
+    lowered = step.jitted.lower(state, batch)
     middle = time.perf_counter()
     compiled = lowered.compile(compiler_options)
     make_train_step.last_compiled = compiled
@@ -89,7 +89,7 @@ def make_train_step(size: dict, impl: str, compiler_options: dict | None = None)
     carry = {"state": state}
 
     def run():
-        carry["state"], metrics = compiled(carry["state"], x, y, lengths, lr_scale, trainable)
+        carry["state"], metrics = compiled(carry["state"], batch)
         return jax.block_until_ready(metrics)
 
     return run

@@ -211,3 +211,105 @@ def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
     assert [r["label"] for r in rows] == labels
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(float(rows[1]["prob_pos"]), probs[1, 1], atol=1e-6)
+
+
+def csv_classification(tmp_path):
+    """A tiny biLM and train/valid/test CSVs; the ELMo classifier's config for them."""
+    import csv
+
+    from train.configs import elmo_classify_local
+
+    data = tmp_path / "csv"
+    data.mkdir()
+    for split, n, seed in (("train", 24, 0), ("valid", 8, 1), ("test", 8, 2)):
+        sentences, labels = generated(n, seed)
+        with (data / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["sentence", "sentiment"])
+            for s, y in zip(sentences, labels, strict=True):
+                writer.writerow([" ".join(s), "pos" if y else "neg"])
+    c = elmo_classify_local.get_config("tiny")
+    c.bilm.dir = str(tiny_bilm(tmp_path / "bilm"))
+    c.data.path = str(data)
+    c.data.text_fields = ("sentence",)
+    c.data.label_field = "sentiment"
+    c.data.valid_split = "valid"
+    c.data.tokenizer = "whitespace"
+    c.train.epochs = 3
+    c.train.checkpoint_every = 2
+    return c
+
+
+class SigtermInEpoch2:
+    """A preemption notice one step into the second epoch (the loop saves and exits)."""
+
+    def on_step_end(self, loop, step, metrics):
+        if step == loop.steps_per_epoch + 1:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def assert_same_classifier_run(reference, workdir, expected, got):
+    from elmo_jax.downstream.export import load_classifier
+
+    assert got == expected
+    histories = [json.loads((w / "valid_history.json").read_text()) for w in (reference, workdir)]
+    assert histories[0] == histories[1]
+    for a, b in zip(
+        jax.tree.leaves(load_classifier(reference / "export")[0]),
+        jax.tree.leaves(load_classifier(workdir / "export")[0]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_classifier_resumes_exactly_after_sigterm_or_a_kill_before_validation(
+    tmp_path, monkeypatch
+):
+    """SIGTERM inside epoch 2, or a kill after epoch 2's checkpoint but before its validation,
+    then `--resume`: the export, metrics and history of an uninterrupted run, bit for bit."""
+    from elmo_jax.downstream import train as train_lib
+    from ulmfit_jax.core.training.run import Preempted
+
+    c = csv_classification(tmp_path)
+    reference = tmp_path / "reference"
+    expected = train_lib.classify(c, reference)
+    assert "test/accuracy" in expected
+
+    workdir = tmp_path / "preempted"
+    with pytest.raises(Preempted):
+        train_lib.classify(c, workdir, callbacks=[SigtermInEpoch2()])
+    assert_same_classifier_run(
+        reference, workdir, expected, train_lib.classify(c, workdir, resume=True)
+    )
+
+    real, validations = train_lib.evaluate, []
+
+    def killed_at_second_validation(params, model, cache, labels, batch_size=64):
+        if len(cache) == 8 and len(labels) == 8:
+            validations.append(1)
+            if len(validations) == 2:
+                raise KeyboardInterrupt("killed")
+        return real(params, model, cache, labels, batch_size)
+
+    workdir = tmp_path / "killed"
+    monkeypatch.setattr(train_lib, "evaluate", killed_at_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_lib.classify(c, workdir)
+    monkeypatch.setattr(train_lib, "evaluate", real)
+    assert_same_classifier_run(
+        reference, workdir, expected, train_lib.classify(c, workdir, resume=True)
+    )
+
+
+def test_classifier_refuses_an_unseen_test_label_before_training(tmp_path):
+    from elmo_jax.downstream import train as train_lib
+
+    c = csv_classification(tmp_path)
+    test_csv = tmp_path / "csv" / "test.csv"
+    test_csv.write_text(test_csv.read_text() + "a very odd film,meh\n")
+    with pytest.raises(ValueError, match=r"label\(s\) \['meh'\] never occur in the training"):
+        train_lib.classify(c, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -290,3 +290,41 @@ def test_stage_resumes_at_an_epoch_boundary_and_exports_the_new_best(bilm_dir, t
     valid = conll.read_conll(FIXTURE / "valid.txt")
     reloaded = span_metrics(valid.tags, tag_sentences(load_tagger(workdir), valid.tokens))
     assert reloaded["f1"] == pytest.approx(history[best]["f1"], abs=0.01)
+
+
+class SigtermInEpoch2:
+    """A preemption notice one step into the second epoch (the loop saves and exits)."""
+
+    def on_step_end(self, loop, step, metrics):
+        if step == loop.steps_per_epoch + 1:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_stage_resumes_exactly_after_sigterm_mid_epoch(bilm_dir, tmp_path):
+    """SIGTERM inside epoch 2, then `--resume`: the export and the validation history of an
+    uninterrupted run, bit for bit."""
+    from elmo_jax.downstream.tagger_export import load_tagger
+    from elmo_jax.downstream.tagger_stage import train_tagger
+    from ulmfit_jax.core.training.run import Preempted
+
+    config = tiny_stage_config(bilm_dir, **{"train.epochs": 3})
+    reference = train_tagger(config, tmp_path / "reference")
+    workdir = tmp_path / "preempted"
+    with pytest.raises(Preempted):
+        train_tagger(config, workdir, callbacks=[SigtermInEpoch2()])
+    assert not (workdir / "export").exists()
+    resumed = train_tagger(config, workdir, resume=True)
+    assert resumed == reference
+    history = [
+        json.loads((w / "valid_history.json").read_text())
+        for w in (tmp_path / "reference", workdir)
+    ]
+    assert history[0] == history[1]
+    expected, got = (load_tagger(w / "export") for w in (tmp_path / "reference", workdir))
+    for a, b in zip(
+        jax.tree.leaves(nnx.state(expected)), jax.tree.leaves(nnx.state(got)), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

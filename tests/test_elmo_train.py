@@ -96,7 +96,7 @@ def straight_run(corpus, tmp_path_factory):
 def test_training_lowers_the_validation_perplexity(corpus, straight_run):
     config = tiny_config(corpus)
     state, initial, model, vocab = final_state(config, straight_run)
-    assert int(state["step"]) == STEPS
+    assert int(state.step) == STEPS
     valid = [line.split() for line in (corpus / "valid.txt").read_text().splitlines()]
 
     def perplexity(params):
@@ -107,7 +107,7 @@ def test_training_lowers_the_validation_perplexity(corpus, straight_run):
 
     records = [json.loads(line) for line in (straight_run / "metrics.jsonl").open()]
     reported = [r for r in records if "valid/perplexity" in r][-1]["valid/perplexity"]
-    assert reported == pytest.approx(perplexity(state["params"]), rel=1e-6)
+    assert reported == pytest.approx(perplexity(state.params), rel=1e-6)
     assert reported < 0.8 * perplexity(initial)
     assert {"train/loss", "train/forward_loss", "train/grad_norm"} <= set(records[0])
 
@@ -132,7 +132,7 @@ def test_export_round_trips_exactly(corpus, straight_run):
     assert check_weight_file(model, export / "lm_weights.hdf5") == []  # no softmax inside
     assert read_options(export / "options.json") == model
     params, config = load_allennlp(export / "options.json", export / "lm_weights.hdf5")
-    trained = state["params"]["bilm"]
+    trained = state.params["bilm"]
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(trained), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     ids = batch_to_ids([["the", "cat", "sees", "a", "zebra"], ["dog", "."]])
@@ -142,7 +142,7 @@ def test_export_round_trips_exactly(corpus, straight_run):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert Vocabulary.from_file(export / "vocab.txt").words == vocab.words
     softmax = training.load_softmax(export / "softmax_weights.hdf5")
-    np.testing.assert_array_equal(softmax["w"], state["params"]["softmax"]["w"])
+    np.testing.assert_array_equal(softmax["w"], state.params["softmax"]["w"])
     with h5py.File(export / "lm_weights.hdf5") as f:  # bilm-tf's training table: 261 rows
         assert f["char_embed"].shape == (261, model.char_embed_dim)
 
@@ -188,13 +188,13 @@ def test_restart_adapts_an_exported_bilm_to_new_text(straight_run, tmp_path, mon
         c.init.weights = str(export / "lm_weights.hdf5")
     c.model.dim = 999  # ignored: the shape comes from the options file
     seen = {}
-    real_loop = pretrain.train_loop
+    real_fit = pretrain.fit
 
-    def train_loop(run, *, state, **kwargs):
-        seen["before"] = jax.device_get(state["params"])
-        return real_loop(run, state=state, **kwargs)
+    def fit(run, *, state, **kwargs):
+        seen["before"] = jax.device_get(state.params)
+        return real_fit(run, state=state, **kwargs)
 
-    monkeypatch.setattr(pretrain, "train_loop", train_loop)
+    monkeypatch.setattr(pretrain, "fit", fit)
     workdir = tmp_path / "adapt"
     metrics = pretrain.pretrain(c, workdir)
     file_params, file_config = load_allennlp(export / "options.json", export / "lm_weights.hdf5")

@@ -12,6 +12,7 @@ import pytest
 
 from ulmfit_jax.core.training import sharding
 from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.data.lm_stream import LMBatch
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.training import optim, param_groups
@@ -150,9 +151,10 @@ def test_lm_step_with_accumulation_equals_one_big_batch():
         state = create_train_state(params, tx, seed=0, lstm_state=awd_lstm.zero_state(config, rows))
         for start in range(0, K * B, rows):
             rows_ = slice(start, start + rows)
-            state = {**state, "lstm_state": awd_lstm.zero_state(config, rows)}
-            state, _ = step(state, tokens[rows_], targets[rows_], lengths[rows_], 1.0, trainable)
-        return jax.device_get(state["params"])
+            state = state.replace(lstm_state=awd_lstm.zero_state(config, rows))
+            batch = LMBatch(tokens[rows_], targets[rows_], lengths[rows_], 6, 1.0, trainable)
+            state, _ = step(state, batch)
+        return jax.device_get(state.params)
 
     big, acc = run(1, K * B), run(K, B)
     frozen = {group for group, on in trainable.items() if not on}

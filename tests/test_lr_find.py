@@ -20,8 +20,8 @@ from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training import lr_find as lrf
 from ulmfit_jax.training import optim, param_groups
-from ulmfit_jax.training.classifier_steps import classifier_step_fn, make_classifier_train_step
-from ulmfit_jax.training.lm_steps import lm_step_fn, make_lm_train_step, reset_lstm_state
+from ulmfit_jax.training.classifier_steps import make_classifier_train_step
+from ulmfit_jax.training.lm_steps import make_lm_train_step, reset_lstm_state
 
 RTOL = 1e-6  # measured: smoothed losses 1.6e-7 from fastai's; suggestions equal exactly
 
@@ -121,7 +121,8 @@ def test_lr_find_on_a_language_model(tmp_path, mesh):
     params = awd_lstm.init_lm_params(jax.random.key(0), config)
     labels = param_groups.lm_param_groups(params)
     tx = optim.make_optimizer(labels, lr=1e-7, total_steps=1, schedule="constant", lr_mult=None)
-    step = lm_step_fn(make_lm_train_step(config, tx, mesh=mesh), optim.trainable_groups(labels))
+    step = make_lm_train_step(config, tx, mesh=mesh)
+    trainable = optim.trainable_groups(labels)
     state = create_train_state(
         params, tx, seed=0, lstm_state=awd_lstm.zero_state(config, 4), mesh=mesh
     )
@@ -131,7 +132,7 @@ def test_lr_find_on_a_language_model(tmp_path, mesh):
     def epoch(i):  # 6 windows of a fixed 4-row stream
         for w in range(6):
             x = data[:, w * 8 : w * 8 + 9]
-            yield LMBatch(x[:, :-1], x[:, 1:], np.full(4, 8, np.int32), 8, 1.0)
+            yield LMBatch(x[:, :-1], x[:, 1:], np.full(4, 8, np.int32), 8, 1.0, trainable)
 
     before = _snapshot(state)
     result = lrf.lr_find(
@@ -169,7 +170,7 @@ def test_lr_find_on_a_classifier_phase(tmp_path, mesh):
     labels = param_groups.classifier_param_groups(params)
     tx = optim.make_optimizer(labels, lr=1e-7, total_steps=1, schedule="constant", lr_mult=None)
     trainable = optim.trainable_groups(labels, 1)  # freeze_to(-1): the head only
-    step = classifier_step_fn(make_classifier_train_step(config, tx, mesh=mesh), trainable)
+    step = make_classifier_train_step(config, tx, mesh=mesh)
     state = create_train_state(params, tx, seed=2, mesh=mesh)
     rng = np.random.default_rng(1)
     batches = []
@@ -179,7 +180,9 @@ def test_lr_find_on_a_classifier_phase(tmp_path, mesh):
         for i, n in enumerate(lengths):
             tokens[i, :n] = rng.integers(2, 32, n)
         batches.append(
-            ClassifierBatch(tokens, lengths, rng.integers(0, 3, 4).astype(np.int32), np.arange(4))
+            ClassifierBatch(
+                tokens, lengths, rng.integers(0, 3, 4).astype(np.int32), np.arange(4), trainable
+            )
         )
     before = _snapshot(state)
     result = lrf.lr_find(
@@ -205,9 +208,10 @@ def test_get_lr_rejects_a_scheduled_optimiser(mesh):
     params = awd_lstm.init_lm_params(jax.random.key(0), config)
     labels = param_groups.lm_param_groups(params)
     tx = optim.make_optimizer(labels, lr=1e-3, total_steps=10, schedule="one_cycle")
-    step = lm_step_fn(make_lm_train_step(config, tx, mesh=mesh), optim.trainable_groups(labels))
+    step = make_lm_train_step(config, tx, mesh=mesh)
     state = create_train_state(params, tx, seed=0, lstm_state=awd_lstm.zero_state(config, 2))
     x = np.arange(2 * 5, dtype=np.int32).reshape(2, 5) % 16
-    batch = LMBatch(x[:, :-1], x[:, 1:], np.full(2, 4, np.int32), 4, 1.0)
+    trainable = optim.trainable_groups(labels)
+    batch = LMBatch(x[:, :-1], x[:, 1:], np.full(2, 4, np.int32), 4, 1.0, trainable)
     with pytest.raises(ValueError, match='schedule="constant"'):
         lrf.lr_find(step, state, [batch] * 3, set_lr=lrf.set_optimizer_lr, get_lr=lrf.optimizer_lr)

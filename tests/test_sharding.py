@@ -14,11 +14,12 @@ from elmo_fixtures import tiny_config as tiny_bilm_config
 
 from elmo_jax.model.lstmp import zero_state as elmo_zero_state
 from elmo_jax.training import steps as elmo_training
+from elmo_jax.training.data import BiLMBatch as ElmoLMBatch
 from elmo_jax.training.sampled_softmax import draw_negatives
 from ulmfit_jax.core.training import sharding
 from ulmfit_jax.core.training.train_state import create_train_state
 from ulmfit_jax.data.classifier_batches import ClassifierBatch
-from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.data.lm_stream import LMBatch, LMStream
 from ulmfit_jax.inference.batch_predict import pad_rows, predict_batches
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
@@ -58,7 +59,7 @@ def run_both(meshes, make_step, make_state, batches):
         step = make_step(mesh)
         state = make_state(mesh)
         for batch in batches:
-            state, metrics = step(state, *batch)
+            state, metrics = step(state, batch)
         results.append((state, metrics, step))
     return results
 
@@ -67,7 +68,9 @@ def assert_same_training(what, one, m_one, eight, m_eight, fields):
     """One device's and eight devices' loss and state `fields` agree within RTOL."""
     one, eight = jax.device_get((one, eight))
     errors = {"loss": relative_error(m_eight["loss"], m_one["loss"])}
-    errors.update({field: relative_error(eight[field], one[field]) for field in fields})
+    errors.update(
+        {field: relative_error(getattr(eight, field), getattr(one, field)) for field in fields}
+    )
     print(f"{what}, 8 devices vs 1, relative error:", errors)
     assert max(errors.values()) < RTOL
 
@@ -89,7 +92,7 @@ def test_lm_step_is_the_same_on_one_and_eight_devices(meshes):
         tokens = rng.integers(2, 48, (BATCH, 12)).astype(np.int32)
         targets = rng.integers(2, 48, (BATCH, 12)).astype(np.int32)
         lengths = np.full(BATCH, 10, np.int32)  # two padded columns, masked
-        batches.append((tokens, targets, lengths, np.float32(1.0), trainable))
+        batches.append(LMBatch(tokens, targets, lengths, 10, np.float32(1.0), trainable))
     (one, m_one, _), (eight, m_eight, step) = run_both(
         meshes,
         lambda mesh: make_lm_train_step(config, optimizer, mesh=mesh),
@@ -99,15 +102,15 @@ def test_lm_step_is_the_same_on_one_and_eight_devices(meshes):
         batches,
     )
     # Every device keeps its row of the carried state; parameters are replicated.
-    h = eight["lstm_state"][0][0]
+    h = eight.lstm_state[0][0]
     assert h.sharding.spec == sharding.batch_sharding(meshes[1]).spec
     assert [s.index[0] for s in h.addressable_shards] == [slice(i, i + 1) for i in range(8)]
-    assert eight["params"]["decoder"]["bias"].sharding.is_fully_replicated
+    assert eight.params["decoder"]["bias"].sharding.is_fully_replicated
     assert_same_training("LM", one, m_one, eight, m_eight, ("params", "lstm_state"))
-    assert np.array_equal(eight["key"], one["key"])
-    tokens = batches[0][0][:4]
+    assert np.array_equal(eight.key, one.key)
+    tokens = batches[0].tokens[:4]
     with pytest.raises(ValueError, match="batch size \\(rows\\) 4 does not split over the 8"):
-        step(eight, tokens, tokens, np.full(4, 8), 1.0, batches[0][-1])
+        step(eight, LMBatch(tokens, tokens, np.full(4, 8), 8, 1.0, batches[0].trainable))
 
 
 def test_lm_evaluation_is_exact_for_any_row_count(meshes):
@@ -140,9 +143,9 @@ def test_classifier_step_is_the_same_on_one_and_eight_devices(meshes):
     for i, n in enumerate(lengths):
         tokens[i, :n] = rng.integers(2, 48, n)
     labels_ = rng.integers(0, 3, BATCH).astype(np.int32)
-    weights = np.ones(BATCH, np.float32)
-    weights[-1] = 0.0  # a filler row
-    batch = (tokens, lengths, labels_, weights, optim.trainable_groups(labels, 2))
+    indices = np.arange(BATCH, dtype=np.int32)
+    indices[-1] = -1  # a filler row
+    batch = ClassifierBatch(tokens, lengths, labels_, indices, optim.trainable_groups(labels, 2))
     (one, m_one, _), (eight, m_eight, _) = run_both(
         meshes,
         lambda mesh: make_classifier_train_step(config, optimizer, mesh=mesh),
@@ -182,7 +185,7 @@ def test_bilm_step_is_the_same_on_one_and_eight_devices(meshes):
         chars = rng.integers(1, 262, (2, BATCH, 6, config.max_characters_per_token))
         targets = rng.integers(0, vocab, (2, BATCH, 6)).astype(np.int32)
         negatives = draw_negatives(np.random.default_rng([0, i]), 8, vocab)
-        batches.append((chars.astype(np.int32), targets, negatives))
+        batches.append(ElmoLMBatch(chars.astype(np.int32), targets, negatives))
     (one, m_one, _), (eight, m_eight, _) = run_both(
         meshes,
         lambda mesh: elmo_training.make_train_step(config, options, mesh),

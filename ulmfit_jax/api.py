@@ -106,6 +106,7 @@ def finetune_language_model(
     resume: bool = False,
     tiny_model: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> StageResult:
     """ULMFiT's stage 2: fine-tune a language model on the target text.
 
@@ -113,6 +114,8 @@ def finetune_language_model(
         data: the text (module docstring); labels are not needed.
         pretrained: a registered model ("wt103_fwd"), or `init_workdir`: a pretrain or LM run.
         tiny_model: the tests' tiny size (seconds on a CPU).
+        callbacks: the training loop's (`ulmfit_jax.core.training.callbacks`: a custom metric,
+            a logger, an early-stop rule).
     """
     if is_frame(data):
         folder = Path(tempfile.mkdtemp(prefix="ulmfit_lm_"))
@@ -127,7 +130,8 @@ def finetune_language_model(
         config.stage = "pretrain"  # no initial weights: train the language model from scratch
     from ulmfit_jax.training.lm_stage import lm_stage
 
-    return StageResult(Path(workdir), lm_stage(config, workdir, resume=resume))
+    metrics = lm_stage(config, workdir, resume=resume, callbacks=callbacks)
+    return StageResult(Path(workdir), metrics)
 
 
 def train_classifier(
@@ -146,6 +150,7 @@ def train_classifier(
     resume: bool = False,
     tiny_model: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> StageResult:
     """ULMFiT's stage 3: a classifier with gradual unfreezing, best epoch by validation.
 
@@ -154,6 +159,7 @@ def train_classifier(
         valid_pct / valid_col / valid_data: the validation set (a seeded fraction of train, a
             true/false column, or a separate file or DataFrame).
         label_delim: multi-label data ("a;b"); regression: numeric targets.
+        callbacks: the training loop's (`ulmfit_jax.core.training.callbacks`).
     """
     keys = _data_keys(data, text_fields, label_field, valid_pct, valid_col)
     keys.update({"backward": backward, "init.workdir": str(language_model)})
@@ -169,7 +175,8 @@ def train_classifier(
     config = _config("classify", keys, overrides, tiny_model)
     from ulmfit_jax.training.classifier_stage import classify_stage
 
-    metrics = classify_stage(config, workdir, resume=resume, tables=_tables(data, valid_data))
+    tables = _tables(data, valid_data)
+    metrics = classify_stage(config, workdir, resume=resume, tables=tables, callbacks=callbacks)
     return StageResult(Path(workdir), metrics)
 
 

@@ -5,10 +5,10 @@
 
 The frozen biLM embeds the train and validation sentences once (`LayerCache`); the tagger
 (`elmo_jax.downstream.tagger`) trains on the cached layers with Adam (gradients clipped to
-`train.grad_norm`, as AllenNLP's NER config) through `ulmfit_jax.core.training.run.train_loop`
-(checkpoints, exact resume, metrics), one epoch at a time. After each epoch the validation
-split is decoded (constrained Viterbi) and scored by span F1 (`span_metrics`); `BestKeeper`
-keeps the best epoch (`train.monitor`, "f1" by default) and stops after `train.patience`
+`train.grad_norm`, as AllenNLP's NER config) through `ulmfit_jax.core.training.fit.fit`
+(checkpoints, exact resume, metrics, callbacks), one epoch at a time. After each epoch the
+validation split is decoded (constrained Viterbi) and scored by span F1 (`span_metrics`); the
+loop keeps the best epoch (`train.monitor`, "f1" by default) and stops after `train.patience`
 epochs without a gain. The best epoch is exported to `WORKDIR/export/`
 (`elmo_jax.downstream.tagger_export`; `export.copy_bilm` copies the biLM into it), and that
 export, reloaded as an `ElmoTagger` NNX module, tags the test split through the biLM
@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -48,11 +49,13 @@ from elmo_jax.downstream.tagger import (
     tagger_loss,
 )
 from elmo_jax.downstream.tagger_export import export_tagger, load_tagger, tag_sentences
-from elmo_jax.downstream.train import ClassBatches
+from elmo_jax.downstream.train import CachedEpochs, ClassBatches, count_tokens
 from elmo_jax.weights.allennlp import load_allennlp
-from ulmfit_jax.core.training.best import BestKeeper
-from ulmfit_jax.core.training.run import Run, train_loop
-from ulmfit_jax.core.training.train_state import apply_gradients, create_train_state, split_key
+from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.fit import Phase, fit
+from ulmfit_jax.core.training.run import Run
+from ulmfit_jax.core.training.step import TrainStep
+from ulmfit_jax.core.training.train_state import TrainState, create_train_state
 
 FORMATS = ("conll", "tfds")
 PREFIX_ORDER = {"B": 0, "I": 1, "L": 2, "U": 3}
@@ -144,15 +147,12 @@ def encode_tags(
     return out
 
 
-class TagBatch:
+class TagBatch(NamedTuple):
     """layers float32[B, L, T, D], mask bool[B, T], tags int32[B, T] (0 at padding)."""
 
-    def __init__(self, layers, mask, tags):
-        self.layers, self.mask, self.tags = layers, mask, tags
-
-    @property
-    def tokens(self) -> np.ndarray:
-        return self.mask
+    layers: np.ndarray
+    mask: np.ndarray
+    tags: np.ndarray
 
 
 class TagBatches(ClassBatches):
@@ -168,23 +168,29 @@ class TagBatches(ClassBatches):
 
 
 @functools.lru_cache(maxsize=8)
-def make_step(config: TaggerConfig, learning_rate: float, grad_norm: float):
-    """Jitted, state-donating step `(state, layers, mask, tags) -> (state, metrics)` and its
-    optimiser (Adam after global-norm clipping; `grad_norm` 0 turns clipping off)."""
+def make_step(
+    config: TaggerConfig, learning_rate: float, grad_norm: float
+) -> tuple[TrainStep, optax.GradientTransformation]:
+    """A `TrainStep` `(state, TagBatch) -> (state, metrics)`, jitted with the state donated, on
+    one device, and its optimiser (Adam after global-norm clipping; `grad_norm` 0 turns
+    clipping off)."""
     parts = [optax.clip_by_global_norm(grad_norm)] if grad_norm > 0 else []
     optimizer = optax.chain(*parts, optax.adam(learning_rate))
 
     @functools.partial(jax.jit, donate_argnums=0)
-    def step(state, layers, mask, tags):
-        next_key, step_key = split_key(state, "rbg")
+    def jitted(state: TrainState, batch: TagBatch):
+        next_key, step_key = state.split_key("rbg")
 
         def loss_fn(params):
-            return tagger_loss(params, config, layers, mask, tags, train=True, rng=step_key)
+            return tagger_loss(
+                params, config, batch.layers, batch.mask, batch.tags, train=True, rng=step_key
+            )
 
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-        return apply_gradients(state, grads, optimizer, next_key), {"loss": loss}
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads, optimizer, next_key), {"loss": loss}
 
-    return step, optimizer
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    return TrainStep(jitted, mesh, row_fields=TagBatch._fields, what="tagger batch size"), optimizer
 
 
 _decode = jax.jit(tagger_decode, static_argnums=1)
@@ -246,10 +252,19 @@ def _summary(metrics: dict) -> str:
 
 
 def train_tagger(
-    config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
+    config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    resume_changed: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """Train, keep the best epoch, export it and evaluate the export on test; returns the test
-    span metrics (also in `WORKDIR/test_metrics.json`)."""
+    span metrics (also in `WORKDIR/test_metrics.json`). `callbacks` are the training loop's
+    (`ulmfit_jax.core.training.callbacks`).
+
+    The test split is always scored, once, after training: not by the loop's `test` but on the
+    export read back (`load_tagger`), so that the figure is the exported tagger's."""
     spec = TaggingSpec.from_config(config.data)
     bilm = bilm_files(config.bilm)
     bilm_params, bilm_config = load_allennlp(*bilm)
@@ -277,8 +292,8 @@ def train_tagger(
         labels = np.empty(len(train_ids), object)
         labels[:] = train_ids
 
-        def make_iterator(position):
-            return TagBatches(
+        batches = CachedEpochs(
+            lambda position: TagBatches(
                 train_cache,
                 labels,
                 layers,
@@ -286,64 +301,30 @@ def train_tagger(
                 seed=config.seed,
                 position=position,
             )
-
-        spe = make_iterator(None).batches_per_epoch()
-        keeper = BestKeeper(run.workdir, str(t.monitor), int(t.patience))
-
-        def after_epoch(epoch: int, state) -> bool:
-            if keeper.seen(epoch):
-                return keeper.should_stop
-            predicted = decode_cache(state["params"], model, valid_cache, t.eval_batch_size)
-            metrics = span_metrics(valid.tags, predicted)
-            step_now = int(state["step"])
-            improved = keeper.update(epoch, step_now, metrics, state["params"])
-            run.metrics.write(step_now, metrics, prefix="valid/")
-            run.log(
-                f"epoch {epoch + 1}: valid {_summary(metrics)}"
-                + (f" (best {keeper.monitor} so far)" if improved else "")
-            )
-            return keeper.should_stop
-
-        first_epoch, stopped = 0, False
-        resume_step = run.checkpointer.latest_step() if run.resume else None
-        if resume_step is not None:
-            first_epoch, within = divmod(resume_step, spe)
-            if not within:  # killed at an epoch's end: continue from that epoch's state
-                state, _ = run.checkpointer.restore(state)
-                run.resume = False
-                stopped = bool(first_epoch) and after_epoch(first_epoch - 1, state)
-        for epoch in range(first_epoch, int(t.epochs)):
-            if stopped:
-                break
-
-            def epoch_iterator(position, epoch=epoch):
-                return make_iterator(position or {"epoch": epoch, "index": 0})
-
-            state = train_loop(
-                run,
-                state=state,
-                step_fn=lambda s, b: step(s, b.layers, b.mask, b.tags),
-                make_iterator=epoch_iterator,
-                iterator_position=lambda it: it.position(),
-                num_steps=(epoch + 1) * spe,
-                checkpoint_every=t.checkpoint_every,
-                log_every=t.log_every,
-                meta={"stage": "tag", "tags": list(names), "epoch": epoch},
-                desc=f"tag epoch {epoch + 1}/{int(t.epochs)}",
-            )
-            run.resume = False
-            stopped = after_epoch(epoch, state)
-            if stopped:
-                run.log(f"early stop after epoch {epoch + 1}")
-        best = dict(keeper.best)
-        best_params = keeper.best_params(state["params"])
-        best_epoch = next(h for h in keeper.history if h["epoch"] == best["epoch"])
-        keeper.close()
-        valid_metrics = {k: v for k, v in best_epoch.items() if k not in ("epoch", "step")}
-        run.log(
-            f"best epoch {best['epoch'] + 1} by valid {best['monitor']} = {best['value']:.4f}; "
-            "exporting it"
         )
+
+        def evaluate(params) -> dict[str, float]:
+            predicted = decode_cache(params, model, valid_cache, t.eval_batch_size)
+            return span_metrics(valid.tags, predicted)
+
+        result = fit(
+            run,
+            state=state,
+            train_step=step,
+            data=batches,
+            phases=[Phase(int(t.epochs))],
+            checkpoint_every=t.checkpoint_every,
+            log_every=t.log_every,
+            evaluate=evaluate,
+            monitor=str(t.monitor),
+            patience=int(t.patience),
+            describe=_summary,
+            callbacks=callbacks,
+            meta={"stage": "tag", "tags": list(names)},
+            count_tokens=count_tokens,
+            name="tag",
+        )
+        best, best_params, valid_metrics = result.best, result.best_params, result.valid
         export = export_tagger(
             run.workdir / "export",
             best_params,
@@ -358,7 +339,7 @@ def train_tagger(
         metrics = span_metrics(test.tags, tag_sentences(tagger, test.tokens, t.eval_batch_size))
         metrics["best_epoch"] = float(best["epoch"] + 1)
         (run.workdir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-        run.metrics.write(int(state["step"]), metrics, prefix="test/")
+        run.metrics.write(int(result.state.step), metrics, prefix="test/")
         run.log(f"elmo tag done: test {_summary(metrics)} ({len(test):,} sentences)")
     return metrics
 

@@ -7,11 +7,12 @@ labelled local format such as TREC `.label` files or SST trees; a validation spl
 name; spaCy or whitespace tokens). The frozen biLM (an exported `options.json` +
 `lm_weights.hdf5`, or a released model's files) embeds the training and validation sentences
 once (`LayerCache`); the classifier then trains on the cached layers with Adam through
-`ulmfit_jax.core.training.run.train_loop` (checkpoints, exact resume, metrics, SIGTERM), one
-epoch at a time. After each epoch it is evaluated on the validation split (`valid/*` metrics);
-`BestKeeper` keeps the best epoch by `train.monitor` and stops after `train.patience` epochs
-without improvement. The test split is read and evaluated only once, at the end, with the best
-epoch's parameters (`test/*`, reported apart; it chooses nothing). The best parameters are
+`ulmfit_jax.core.training.fit.fit` (checkpoints, exact resume, metrics, SIGTERM, callbacks),
+one epoch at a time. After each epoch it is evaluated on the validation split (`valid/*`
+metrics); the loop keeps the best epoch by `train.monitor` and stops after `train.patience`
+epochs without improvement. The test split is read and evaluated only once, at the end, with the
+best epoch's parameters (`test/*`, reported apart; it chooses nothing), when the data has one
+and `eval.test_at_end` holds (its default here). The best parameters are
 exported with the biLM's location, the label names and the layers (`elmo_jax.downstream.export`);
 `elmo_jax.downstream.predict` turns texts into labels and probabilities with it.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,9 +42,11 @@ from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.data.classification import has_split, load_classification, load_test
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
-from ulmfit_jax.core.training.best import BestKeeper
-from ulmfit_jax.core.training.run import Run, train_loop
-from ulmfit_jax.core.training.train_state import apply_gradients, create_train_state, split_key
+from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.training.fit import Phase, fit
+from ulmfit_jax.core.training.run import Run
+from ulmfit_jax.core.training.step import TrainStep
+from ulmfit_jax.core.training.train_state import TrainState, create_train_state
 
 
 class ClassBatch(NamedTuple):
@@ -52,10 +55,6 @@ class ClassBatch(NamedTuple):
     layers: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
-
-    @property
-    def tokens(self) -> np.ndarray:
-        return self.mask  # train_loop's tokens/s counts padded steps too; near enough
 
 
 class ClassBatches:
@@ -104,22 +103,35 @@ class ClassBatches:
 
 
 @functools.lru_cache(maxsize=8)
-def make_step(config: SentenceClassifierConfig, learning_rate: float):
-    """Jitted, state-donating Adam step `(state, ClassBatch fields) -> (state, metrics)`."""
+def make_step(
+    config: SentenceClassifierConfig, learning_rate: float
+) -> tuple[TrainStep, optax.GradientTransformation]:
+    """A `TrainStep` `(state, ClassBatch) -> (state, metrics)` of Adam, jitted with the state
+    donated, on one device (the cached layers are small), and its optimiser."""
     optimizer = optax.adam(learning_rate)
 
     @functools.partial(jax.jit, donate_argnums=0)
-    def step(state, layers, mask, labels):
-        next_key, step_key = split_key(state, "rbg")
+    def jitted(state: TrainState, batch: ClassBatch):
+        next_key, step_key = state.split_key("rbg")
 
         def loss_fn(params):
-            return task_loss(params, config, layers, mask, labels, train=True, rng=step_key)
+            return task_loss(
+                params, config, batch.layers, batch.mask, batch.labels, train=True, rng=step_key
+            )
 
-        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        metrics = {"loss": loss, "accuracy": correct / labels.shape[0]}
-        return apply_gradients(state, grads, optimizer, next_key), metrics
+        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {"loss": loss, "accuracy": correct / batch.labels.shape[0]}
+        return state.apply_gradients(grads, optimizer, next_key), metrics
 
-    return step, optimizer
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    return TrainStep(
+        jitted, mesh, row_fields=ClassBatch._fields, what="classifier batch size"
+    ), optimizer
+
+
+def count_tokens(batch: ClassBatch) -> int:
+    """The real tokens of a batch (the `tokens_per_s` metric)."""
+    return int(np.sum(batch.mask))
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -171,6 +183,28 @@ def bilm_files(bilm) -> tuple[str, str]:
     return absolute(options), absolute(weights)
 
 
+class CachedEpochs:
+    """`ClassBatches` (or `TagBatches`) as the training loop's `EpochData`: `make(position)`
+    builds the iterator at a saved position (None: the first epoch's start)."""
+
+    def __init__(self, make: Callable[[dict | None], ClassBatches]):
+        self.make = make
+        self.steps_per_epoch = make(None).batches_per_epoch()
+
+    def iterator(self, epoch: int, position: dict | None) -> ClassBatches:
+        return self.make(position or {"epoch": epoch, "index": 0})
+
+    def position(self, iterator: ClassBatches) -> dict:
+        return iterator.position()
+
+
+def test_at_end(config) -> bool:
+    """`eval.test_at_end` (default True: the programs score the test split, when the data has
+    one, once at the end with the best epoch's parameters)."""
+    evaluation = config.get("eval")
+    return True if evaluation is None else bool(evaluation.get("test_at_end", True))
+
+
 def _has_test(spec: DataSpec, tables: Mapping[str, Table] | None) -> bool:
     return has_split(spec, spec.test_split, tables)
 
@@ -182,11 +216,13 @@ def classify(
     resume: bool = False,
     resume_changed: bool = False,
     tables: Mapping[str, Table] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Train the task model on frozen ELMo features (module docstring).
+    """Train the task model on frozen ELMo features (module docstring); `callbacks` are the
+    training loop's (`ulmfit_jax.core.training.callbacks`).
 
     Returns:
-      `valid/*` metrics of the best epoch, `test/*` ones (when there is a test split),
+      `valid/*` metrics of the best epoch, `test/*` ones (`test_at_end`),
       `best_epoch` (1-based), `gamma` and `mix_layer_K` (the scalar mix's softmaxed weights).
     """
     spec = DataSpec.from_config(config.data)
@@ -210,6 +246,11 @@ def classify(
         )
     names = data.encoder.names
     train_labels, valid_labels = data.targets(data.train), data.targets(data.valid)
+    scores_test = test_at_end(config) and _has_test(spec, tables)
+    if scores_test:
+        # Read now: a label training never had fails before training, not after it.
+        split = load_test(spec, seed=config.seed, tables=tables)
+        test_labels = data.encoder.encode(split.raw_labels, split.where)
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
     with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
         model = SentenceClassifierConfig(
@@ -235,90 +276,50 @@ def classify(
         step, optimizer = make_step(model, float(t.learning_rate))
         params = init_classifier(jax.random.key(config.seed), model)
         state = create_train_state(params, optimizer, seed=config.seed, key_impl="rbg")
-
-        def make_iterator(position, epoch=0):
-            return ClassBatches(
+        batches = CachedEpochs(
+            lambda position: ClassBatches(
                 train_cache,
                 train_labels,
                 layers,
                 batch_size=t.batch_size,
                 seed=config.seed,
-                position=position or {"epoch": epoch, "index": 0},
+                position=position,
             )
-
-        spe = make_iterator(None).batches_per_epoch()
-        monitor = t.get("monitor", "accuracy")
-        keeper = BestKeeper(run.workdir, monitor, int(t.get("patience", 0)))
-        meta = {"stage": "classify", "classes": list(names), "layers": list(layers)}
-
-        def after_epoch(epoch: int, state) -> bool:
-            if keeper.seen(epoch):
-                return keeper.should_stop
-            metrics = evaluate(state["params"], model, valid_cache, valid_labels)
-            improved = keeper.update(epoch, int(state["step"]), metrics, state["params"])
-            run.metrics.write(int(state["step"]), metrics, prefix="valid/")
-            run.log(
-                f"epoch {epoch + 1}: valid accuracy {metrics['accuracy']:.4f}, loss "
-                f"{metrics['loss']:.4f}" + (f" (best {monitor} so far)" if improved else "")
-            )
-            return keeper.should_stop
-
-        first_epoch = 0
-        resume_step = run.checkpointer.latest_step() if run.resume else None
-        stopped = False
-        if resume_step is not None and resume_step % spe == 0:
-            # Killed at an epoch's end: evaluate it if that did not happen, then go on.
-            state, _ = run.checkpointer.restore(state)
-            first_epoch, run.resume = resume_step // spe, False
-            stopped = bool(first_epoch) and after_epoch(first_epoch - 1, state)
-        elif resume_step is not None:
-            first_epoch = resume_step // spe
-        for epoch in range(first_epoch, 0 if stopped else int(t.epochs)):
-            state = train_loop(
-                run,
-                state=state,
-                step_fn=lambda s, batch: step(s, batch.layers, batch.mask, batch.labels),
-                make_iterator=functools.partial(make_iterator, epoch=epoch),
-                iterator_position=lambda it: it.position(),
-                num_steps=(epoch + 1) * spe,
-                checkpoint_every=t.checkpoint_every,
-                log_every=t.log_every,
-                meta=dict(meta, epoch=epoch),
-                desc=f"classify epoch {epoch + 1}/{int(t.epochs)}",
-            )
-            run.resume = False
-            if after_epoch(epoch, state):
-                run.log(f"early stop after epoch {epoch + 1}")
-                break
-        best = dict(keeper.best)
-        best_params = keeper.best_params(state["params"])
-        keeper.close()
-        best_epoch = next(h for h in keeper.history if h["epoch"] == best["epoch"])
-        results: dict[str, Any] = {
-            f"valid/{k}": v for k, v in best_epoch.items() if k not in ("epoch", "step")
-        }
-        results["best_epoch"] = best["epoch"] + 1
-        run.log(
-            f"best epoch {best['epoch'] + 1} by valid {monitor} = {best['value']:.4f}; "
-            "exporting its parameters"
         )
+        monitor = t.get("monitor", "accuracy")
+
+        def test(best_params) -> dict[str, float]:
+            test_cache = LayerCache(bilm_params, bilm_config, tokenize_all(split.texts, tokenizer))
+            run.log(f"test: {len(split):,} sentences")
+            return evaluate(best_params, model, test_cache, test_labels)
+
+        result = fit(
+            run,
+            state=state,
+            train_step=step,
+            data=batches,
+            phases=[Phase(int(t.epochs))],
+            checkpoint_every=t.checkpoint_every,
+            log_every=t.log_every,
+            evaluate=lambda params: evaluate(params, model, valid_cache, valid_labels),
+            monitor=monitor,
+            patience=int(t.get("patience", 0)),
+            test=test if scores_test else None,
+            callbacks=callbacks,
+            meta={"stage": "classify", "classes": list(names), "layers": list(layers)},
+            count_tokens=count_tokens,
+            name="classify",
+        )
+        best, best_params = result.best, result.best_params
+        results: dict[str, Any] = {f"valid/{k}": v for k, v in result.valid.items()}
+        results["best_epoch"] = best["epoch"] + 1
         mix = best_params["scalar_mix"]
         mix_weights = np.asarray(jax.nn.softmax(mix["scalar_parameters"]))
         results["gamma"] = float(mix["gamma"])
         for k, w in zip(layers, mix_weights, strict=True):
             results[f"mix_layer_{k}"] = float(w)
-        test_metrics = {}
-        if _has_test(spec, tables):
-            test = load_test(spec, seed=config.seed, tables=tables)
-            test_cache = LayerCache(bilm_params, bilm_config, tokenize_all(test.texts, tokenizer))
-            test_labels = data.encoder.encode(test.raw_labels, test.where)
-            test_metrics = evaluate(best_params, model, test_cache, test_labels)
-            run.metrics.write(int(state["step"]), test_metrics, prefix="test/")
-            results.update({f"test/{k}": v for k, v in test_metrics.items()})
-            run.log(
-                f"test ({len(test):,} sentences, once, at the end; chose nothing): accuracy "
-                f"{test_metrics['accuracy']:.4f}, loss {test_metrics['loss']:.4f}"
-            )
+        test_metrics = result.test
+        results.update({f"test/{k}": v for k, v in test_metrics.items()})
         export_dir = Path(config.get("export_dir", "") or run.workdir / "export")
         save_classifier(
             export_dir,

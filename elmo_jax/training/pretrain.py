@@ -4,7 +4,7 @@
 
 Steps: read the training and validation sentences (text files, one tokenized sentence per
 line, or a TFDS text dataset such as `lm1b`), build or read the vocabulary, train with
-`ulmfit_jax.core.training.run.train_loop` (checkpoints, exact resume, metrics, SIGTERM), evaluate
+`ulmfit_jax.core.training.fit.fit` (checkpoints, exact resume, metrics, SIGTERM), evaluate
 with the full softmax, and export `WORKDIR/export/{options.json, lm_weights.hdf5, vocab.txt,
 softmax_weights.hdf5}` (see `training.export_bilm`).
 
@@ -30,8 +30,9 @@ import dataclasses
 import glob
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -45,7 +46,8 @@ from elmo_jax.training.data import (
     read_sentence_files,
 )
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.run import Run, train_loop
+from ulmfit_jax.core.training.fit import Phase, fit
+from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.core.training.train_state import create_train_state
 
 
@@ -209,11 +211,31 @@ def num_steps(config, batches: BidirectionalBatches) -> int:
     return int(math.ceil(config.train.epochs * per_epoch))
 
 
+class StepsOfStream:
+    """The endless (repeating) training stream as the loop's `EpochData`: one epoch of `steps`
+    steps, resumable from `position()`."""
+
+    def __init__(self, make_iterator: Callable[[dict | None], Iterator], steps: int):
+        self.make_iterator, self.steps_per_epoch = make_iterator, steps
+
+    def iterator(self, epoch: int, position: dict | None) -> Iterator:
+        return self.make_iterator(position)
+
+    def position(self, iterator) -> dict:
+        return iterator.position()
+
+
 def pretrain(
-    config, workdir: str | os.PathLike, *, resume: bool = False, resume_changed: bool = False
+    config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    resume_changed: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """Train a biLM from scratch, or continue one (`config.init`, module docstring); returns the
-    validation metrics (full softmax; `init_perplexity` too for a restart)."""
+    validation metrics (full softmax; `init_perplexity` too for a restart). `callbacks` are the
+    training loop's (`ulmfit_jax.core.training.callbacks`)."""
     workdir = Path(workdir)
     init = InitFiles.from_config(config)
     model = model_config(config)
@@ -301,27 +323,30 @@ def pretrain(
             mesh=mesh,
             state_batch_axis=training.STATE_BATCH_AXIS,
         )
-        step = training.step_fn(training.make_train_step(model, options, mesh))
+        step = training.make_train_step(model, options, mesh)
         meta = {"stage": "pretrain", "model": model.to_options(), "vocab_size": len(vocab)}
         if init.restart:
             meta["init"] = dataclasses.asdict(init)
-        state = train_loop(
+        # bilm-tf counts steps, not epochs, and evaluates once at the end: one "epoch" of
+        # `steps` steps over the endless stream, without per-epoch validation.
+        state = fit(
             run,
             state=state,
-            step_fn=step,
-            make_iterator=make_iterator,
-            iterator_position=lambda it: it.position(),
-            num_steps=steps,
+            train_step=step,
+            data=StepsOfStream(make_iterator, steps),
+            phases=[Phase(1)],
             checkpoint_every=t.checkpoint_every,
             log_every=t.log_every,
+            callbacks=callbacks,
             meta=meta,
-            desc="elmo",
-        )
-        metrics = training.evaluate(state["params"], model, valid_batches(), mesh)
+            count_tokens=lambda batch: batch.targets[0].size,
+            name="elmo",
+        ).state
+        metrics = training.evaluate(state.params, model, valid_batches(), mesh)
         if before:
             metrics["init_perplexity"] = before["perplexity"]
         metrics["total_tokens"] = valid_corpus.num_tokens
-        run.metrics.write(int(state["step"]), metrics, prefix="valid/")
+        run.metrics.write(int(state.step), metrics, prefix="valid/")
         if run.is_main:
             recorded = {
                 "dropout": options.dropout,
@@ -331,11 +356,11 @@ def pretrain(
                 "all_clip_norm_val": options.clip_norm,
                 "learning_rate": options.learning_rate,
                 "n_train_tokens": train_corpus.num_tokens,
-                "n_steps": int(state["step"]),
+                "n_steps": int(state.step),
             }
             if init.restart:
                 recorded["restarted_from"] = init.weights
-            training.export_bilm(run.workdir / "export", state["params"], model, vocab, recorded)
+            training.export_bilm(run.workdir / "export", state.params, model, vocab, recorded)
         run.log(
             f"elmo pretrain done: validation perplexity {metrics['perplexity']:.1f} (forward "
             f"{metrics['forward_perplexity']:.1f}, backward {metrics['backward_perplexity']:.1f}"

@@ -14,10 +14,9 @@ only exists for word inputs). Training follows `bilm/training.py`:
   unroll_steps)`), clipped to a *global* norm of 10 over all parameters, then TensorFlow's
   Adagrad (lr 0.2, accumulators starting at 1.0, no epsilon).
 
-The training state (a checkpointable pytree, as `ulmfit_jax.training.lm_steps`'s):
-
-    {"step": int32[], "params": {"bilm": ..., "softmax": {"w", "b"}}, "opt_state": ...,
-     "key": uint32[4] ("rbg" RNG key data), "lstm_state": {"h": [L, 2, B, P], "c": [L, 2, B, C]}}
+The training state (a checkpointable `ulmfit_jax.core.training.train_state.TrainState`, as
+`ulmfit_jax.training.lm_steps`'s): params `{"bilm": ..., "softmax": {"w", "b"}}`, key uint32[4]
+("rbg" RNG key data), lstm_state `{"h": [L, 2, B, P], "c": [L, 2, B, C]}`.
 
 Steps run over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them): the
 batch (`[2, B, ...]`) and the carried state (`[L, 2, B, ...]`) split on their B axis, everything
@@ -54,7 +53,8 @@ from elmo_jax.training.sampled_softmax import (
 )
 from elmo_jax.weights.allennlp import save_allennlp
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import apply_gradients, split_key
+from ulmfit_jax.core.training.step import TrainStep
+from ulmfit_jax.core.training.train_state import TrainState
 
 Params = dict
 
@@ -189,23 +189,25 @@ BATCH_AXIS, STATE_BATCH_AXIS = 1, 2
 def make_train_step(
     config: BiLMConfig, options: TrainOptions, mesh: jax.sharding.Mesh | None = None
 ):
-    """A jitted, state-donating `(state, chars, targets, negatives) -> (state, metrics)`.
+    """A `TrainStep` `(state, BiLMBatch) -> (state, metrics)`, jitted with the state donated.
 
-    The optimizer is `make_bilm_optimizer(options)`. `negatives` is a `Negatives` (ignored with the
-    full softmax); metrics are `loss` (the average of the two directions' mean losses,
-    unscaled), `forward_loss`, `backward_loss` and `grad_norm` (before clipping, of the scaled
-    loss, as bilm-tf's `norm_grad` summary). Cached per (config, options), so a resumed or
-    repeated run in one process reuses the compiled step.
+    The optimizer is `make_bilm_optimizer(options)`. The batch's `negatives` is a `Negatives` (the
+    same on every host; ignored with the full softmax); metrics are `loss` (the average of the
+    two directions' mean losses, unscaled), `forward_loss`, `backward_loss` and `grad_norm`
+    (before clipping, of the scaled loss, as bilm-tf's `norm_grad` summary). Cached per
+    (config, options), so a resumed or repeated run in one process reuses the compiled step.
 
-    The step runs over `mesh` (default: every device), rows split over its devices: the batch
-    size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
+    The step runs over `mesh` (default: every device): the batch holds this host's rows
+    (`BidirectionalBatches(shard_index=jax.process_index(), ...)`), split over the devices with
+    the carried state, so the batch size must be a multiple of `mesh.size` (a `ValueError` says
+    so otherwise).
     """
     optimizer = make_bilm_optimizer(options)
     mesh = sharding.make_mesh() if mesh is None else mesh
     rep = sharding.replicated(mesh)
     rows = sharding.batch_sharding(mesh, BATCH_AXIS)
-    state_sharding = {k: rep for k in ("step", "params", "opt_state", "key")}
-    state_sharding["lstm_state"] = sharding.batch_sharding(mesh, STATE_BATCH_AXIS)
+    state_rows = sharding.batch_sharding(mesh, STATE_BATCH_AXIS)
+    state_sharding = TrainState(step=rep, params=rep, opt_state=rep, key=rep, lstm_state=state_rows)
 
     def loss_fn(params, lstm_state, chars, targets, negatives, key):
         top, lstm_state = lm_top_layer(
@@ -226,15 +228,16 @@ def make_train_step(
     @functools.partial(
         jax.jit,
         donate_argnums=0,
-        in_shardings=(state_sharding, rows, rows, rep),
+        in_shardings=(state_sharding, BiLMBatch(rows, rows, rep)),
         out_shardings=(state_sharding, rep),
     )
-    def jitted(state, chars, targets, negatives):
-        next_key, step_key = split_key(state, KEY_IMPL)
+    def jitted(state: TrainState, batch: BiLMBatch):
+        next_key, step_key = state.split_key(KEY_IMPL)
+        negatives = Negatives(*batch.negatives)
         grads, (lstm_state, loss, losses) = jax.grad(loss_fn, has_aux=True)(
-            state["params"], state["lstm_state"], chars, targets, negatives, step_key
+            state.params, state.lstm_state, batch.chars, batch.targets, negatives, step_key
         )
-        new_state = apply_gradients(state, grads, optimizer, next_key, lstm_state=lstm_state)
+        new_state = state.apply_gradients(grads, optimizer, next_key, lstm_state=lstm_state)
         metrics = {
             "loss": loss,
             "forward_loss": losses[0],
@@ -243,14 +246,14 @@ def make_train_step(
         }
         return new_state, metrics
 
-    def train_step(state, chars, targets, negatives):
-        sharding.check_batch(mesh, chars.shape[BATCH_AXIS], "biLM batch size")
-        state = sharding.put_tree(state, state_sharding)
-        chars, targets = sharding.put_tree((chars, targets), rows)
-        return jitted(state, chars, targets, sharding.put_replicated(negatives, mesh))
-
-    train_step.mesh, train_step.jitted = mesh, jitted
-    return train_step
+    return TrainStep(
+        jitted,
+        mesh,
+        row_fields=("chars", "targets"),
+        row_axis=BATCH_AXIS,
+        state_batch_axis=STATE_BATCH_AXIS,
+        what="biLM batch size",
+    )
 
 
 class NegativeSampling:
@@ -293,24 +296,6 @@ class NegativeSampling:
             shared=self.options.shared_negatives,
         )
         return batch._replace(negatives=negatives)
-
-
-def step_fn(train_step):
-    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, BiLMBatch)`
-    interface.
-
-    `batch` holds this host's rows (`BidirectionalBatches(shard_index=jax.process_index(),
-    ...)`), assembled into the global batch on the step's mesh; the negatives are the same on
-    every host.
-    """
-    mesh = train_step.mesh
-
-    def step(state, batch: BiLMBatch):
-        chars, targets = sharding.put_batch((batch.chars, batch.targets), mesh, BATCH_AXIS)
-        negatives = sharding.put_replicated(Negatives(*batch.negatives), mesh)
-        return train_step(state, chars, targets, negatives)
-
-    return step
 
 
 @functools.lru_cache(maxsize=16)

@@ -37,7 +37,6 @@ from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.training import optim
 from ulmfit_jax.training.lm_steps import (
     evaluate_lm,
-    lm_step_fn,
     make_lm_train_step,
 )
 from ulmfit_jax.training.param_groups import lm_param_groups
@@ -88,14 +87,15 @@ def train(config, params, train_ids, valid_ids, args) -> tuple[dict, dict]:
     state = create_train_state(
         params, tx, seed=args.seed, lstm_state=awd_lstm.zero_state(config, args.batch_size)
     )
-    step = lm_step_fn(make_lm_train_step(config, tx), optim.trainable_groups(labels))
+    step = make_lm_train_step(config, tx)
+    trainable = optim.trainable_groups(labels)
     loader = LMStream(
         train_ids, batch_size=args.batch_size, bptt=args.bptt, seed=args.seed, shuffle=True
     )
     batches = (b for epoch in range(10**6) for b in loader.epoch_batches(epoch))
     curve, window, tokens, start = [], [], 0, None
     for i in range(args.steps + 1):
-        batch = next(batches)
+        batch = next(batches)._replace(trainable=trainable)
         state, metrics = step(state, batch)
         loss = float(metrics["loss"])  # waits for the step
         if not math.isfinite(loss):
@@ -113,9 +113,9 @@ def train(config, params, train_ids, valid_ids, args) -> tuple[dict, dict]:
     seconds = time.perf_counter() - start
     valid = LMStream(valid_ids, batch_size=args.batch_size, bptt=args.bptt, shuffle=False)
     valid_batches = itertools.islice(valid.epoch_batches(0), args.valid_batches)
-    valid_metrics = evaluate_lm(state["params"], config, valid_batches)
-    dtypes = {str(x.dtype) for x in jax.tree.leaves((state["params"], state["opt_state"]))}
-    return state["params"], {
+    valid_metrics = evaluate_lm(state.params, config, valid_batches)
+    dtypes = {str(x.dtype) for x in jax.tree.leaves((state.params, state.opt_state))}
+    return state.params, {
         "compute_dtype": config.compute_dtype,
         "curve": curve,
         "tokens_per_second": tokens / seconds,

@@ -25,7 +25,7 @@ host compiles the same shapes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,12 +40,15 @@ class ClassifierBatch(NamedTuple):
         lengths: int32[batch] real lengths (1 for filler rows, so pooling stays finite).
         labels: int32[batch] class ids (0 for filler rows).
         indices: int32[batch] input position of each row; -1 marks a filler row.
+        trainable: the training step's per-group flags (`ulmfit_jax.training.optim`), set by
+            the training loop for the phase; None from the loader.
     """
 
     tokens: np.ndarray
     lengths: np.ndarray
     labels: np.ndarray
     indices: np.ndarray
+    trainable: Any = None
 
     @property
     def mask(self) -> np.ndarray:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -193,6 +193,8 @@ class LMBatch(NamedTuple):
         lengths: int32[batch], all `seq_len` (the same masking input as classifier batches).
         seq_len: Real (unpadded) window length.
         lr_scale: `seq_len / bptt` with `variable_bptt`, else 1.0.
+        trainable: the training step's per-group flags (`ulmfit_jax.training.optim`), set by
+            the training loop for the phase; None from the stream.
     """
 
     tokens: np.ndarray
@@ -200,6 +202,7 @@ class LMBatch(NamedTuple):
     lengths: np.ndarray
     seq_len: int
     lr_scale: float
+    trainable: Any = None
 
 
 class LMStream:

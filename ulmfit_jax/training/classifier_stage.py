@@ -12,7 +12,7 @@ when set; the export holds the best epoch's parameters and says which epoch and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.data import corpus
 from ulmfit_jax.data.classifier_batches import ClassifierBatches
@@ -34,9 +33,9 @@ from ulmfit_jax.inference.saved_outputs import save_test_outputs
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.training import param_groups
-from ulmfit_jax.training.classifier_steps import classifier_step_fn, make_classifier_train_step
+from ulmfit_jax.training.classifier_steps import make_classifier_train_step
 from ulmfit_jax.training.lm_stage import cache_dir
-from ulmfit_jax.training.phases import find_lr, run_phases
+from ulmfit_jax.training.phases import find_lr, fit_phases
 from ulmfit_jax.weights.export import export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
@@ -106,9 +105,11 @@ def classify_stage(
     resume: bool = False,
     resume_changed: bool = False,
     tables: Mapping[str, Table] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict:
     """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
-    `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files."""
+    `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files;
+    `callbacks` are the training loop's (`ulmfit_jax.core.training.callbacks`)."""
     spec = DataSpec.from_config(config.data)
     data = load_classification(spec, seed=config.seed, tables=tables)
     encoder = data.encoder
@@ -179,7 +180,7 @@ def classify_stage(
     }
 
     def make_step(optimizer):
-        step = make_classifier_train_step(
+        return make_classifier_train_step(
             model,
             optimizer,
             alpha=t.alpha,
@@ -188,7 +189,6 @@ def classify_stage(
             loss=LOSS_OF_KIND[encoder.kind],
             class_weights=weights,
         )
-        return lambda trainable: classifier_step_fn(step, trainable)
 
     def evaluate(state_params) -> dict[str, float]:
         outputs, gold = predict_batches(
@@ -220,32 +220,31 @@ def classify_stage(
         checkpoint_dir=t.checkpoint_dir or None,
     ) as run:
         _log_data(run, data, len(vocab), lm_params is not None, loader, mesh, shard_count)
-        keeper = BestKeeper(run.workdir, monitor, t.patience)
 
-        after_epoch = keeper.epoch_callback(run, evaluate, _summary)
+        def test(best_params) -> dict[str, float]:
+            return _test_once(run, config, spec, best_params, model, vocab, encoder, mesh)
 
-        state = run_phases(
+        result = fit_phases(
             run,
             config,
             params=params,
             labels=labels,
             make_step=make_step,
             loader=loader,
-            meta=meta,
             mesh=mesh,
-            after_epoch=after_epoch,
+            meta=meta,
+            evaluate=evaluate,
+            monitor=monitor,
+            patience=t.patience,
+            test=test if config.eval.test_at_end else None,
+            describe=_summary,
+            callbacks=callbacks,
         )
-        best = dict(keeper.best)
-        best_params = keeper.best_params(state["params"])
-        results = {f"valid/{k}": v for k, v in keeper.best_metrics.items()}
-        run.log(
-            f"best epoch {best['epoch'] + 1} by valid {monitor} = {best['value']:.4f}; "
-            "exporting its parameters"
+        results = {f"valid/{k}": v for k, v in result.valid.items()}
+        results.update({f"test/{k}": v for k, v in result.test.items()})
+        export_params(
+            workdir, result.best_params, dict(meta, best=result.best, valid=_plain(results))
         )
-        if config.eval.test_at_end:
-            results.update(_test_once(run, config, spec, best_params, model, vocab, encoder, mesh))
-        keeper.close()
-        export_params(workdir, best_params, dict(meta, best=best, valid=_plain(results)))
     return results
 
 
@@ -284,8 +283,9 @@ def _log_data(run, data: ClassificationData, vocab_size, pretrained, loader, mes
 
 
 def _test_once(run, config, spec, params, model, vocab, encoder, mesh) -> dict[str, float]:
-    """The best model on the test split, once, reported apart (`test/*`); its outputs are kept
-    in `WORKDIR/test_outputs.npz` (see `ulmfit_jax.inference.saved_outputs`)."""
+    """The best model's metrics on the test split (the loop scores it once and reports it
+    apart as `test/*`); its outputs are kept in `WORKDIR/test_outputs.npz` (see
+    `ulmfit_jax.inference.saved_outputs`)."""
     from ulmfit_jax.core.data.classification import load_test
 
     test = load_test(spec, seed=config.seed)
@@ -306,6 +306,4 @@ def _test_once(run, config, spec, params, model, vocab, encoder, mesh) -> dict[s
     metrics = classification_metrics(outputs, gold, encoder)
     if run.is_main:
         save_test_outputs(run.workdir, outputs, gold, encoder.names)
-    run.metrics.write(0, metrics, prefix="test/")
-    run.log(f"test (once, at the end; chose nothing): {_summary(metrics)}")
-    return {f"test/{k}": v for k, v in metrics.items()}
+    return metrics

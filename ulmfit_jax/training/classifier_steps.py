@@ -1,7 +1,7 @@
 """Classifier training and evaluation steps (ULMFiT stage 3).
 
-State pytree: `{"step", "params", "opt_state", "key"}` (see ulmfit_jax.training.lm_steps). The loss
-is cross-entropy plus fastai's AR/TAR on the encoder outputs that BPT3C keeps (fastai's
+The state is a `TrainState` without a carried LSTM state (see ulmfit_jax.training.lm_steps).
+The loss is cross-entropy plus fastai's AR/TAR on the encoder outputs that BPT3C keeps (fastai's
 `TextLearner` uses alpha=2, beta=1 for classifiers too; here the means run over the kept real
 steps, so they do not depend on padding). BatchNorm running statistics are written back after
 each step; the optimiser must leave them alone (they are labelled "batch_stats").
@@ -17,11 +17,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import apply_gradients, split_key
+from ulmfit_jax.core.training.step import TrainStep
+from ulmfit_jax.core.training.train_state import TrainState
+from ulmfit_jax.data.classifier_batches import ClassifierBatch
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 
@@ -73,14 +74,13 @@ def make_classifier_train_step(
     mesh: jax.sharding.Mesh | None = None,
     loss: str = "cross_entropy",
     class_weights: tuple[float, ...] | None = None,
-):
-    """A jitted step `(state, tokens, lengths, labels, weights, trainable) -> (state, metrics)`.
+) -> TrainStep:
+    """A `TrainStep` `(state, ClassifierBatch) -> (state, metrics)`, jitted with the state
+    donated.
 
-    `trainable` holds `ulmfit_jax.training.optim`'s per-group flags (traced: one compilation serves
-    every stage of gradual unfreezing).
-
-    `weights` float32[batch] is 1 for real examples and 0 for filler rows of a short batch.
-    `loss` / `class_weights`: see `make_task_loss`; `labels` has that loss's shape.
+    The batch's `trainable` holds `ulmfit_jax.training.optim`'s per-group flags (traced: one
+    compilation serves every phase of gradual unfreezing); its filler rows (index -1) weigh 0
+    in the loss. `loss` / `class_weights`: see `make_task_loss`; `labels` has that loss's shape.
 
     The step runs over `mesh` (default: every device), the batch rows split over its devices:
     the batch size must be a multiple of `mesh.size` (a `ValueError` says so otherwise).
@@ -101,40 +101,22 @@ def make_classifier_train_step(
     @functools.partial(
         jax.jit,
         donate_argnums=0,
-        in_shardings=(rep, rows, rows, rows, rows, rep),
+        in_shardings=(rep, ClassifierBatch(rows, rows, rows, rows, rep)),
         out_shardings=(rep, rep),
     )
-    def jitted(state, tokens, lengths, labels, weights, trainable):
-        next_key, step_key = split_key(state)
+    def jitted(state: TrainState, batch: ClassifierBatch):
+        next_key, step_key = state.split_key()
+        weights = (batch.indices >= 0).astype(jnp.float32)
         grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
-            state["params"], tokens, lengths, labels, weights, step_key
+            state.params, batch.tokens, batch.lengths, batch.labels, weights, step_key
         )
-        new_state = apply_gradients(state, grads, optimizer, next_key, trainable=trainable)
-        new_state["params"] = classifier.merge_batch_stats(new_state["params"], stats)
-        return new_state, metrics
+        new_state = state.apply_gradients(grads, optimizer, next_key, trainable=batch.trainable)
+        params = classifier.merge_batch_stats(new_state.params, stats)
+        return new_state.replace(params=params), metrics
 
-    def train_step(state, tokens, lengths, labels, weights, trainable):
-        sharding.check_batch(mesh, tokens.shape[0], "classifier batch size")
-        state = sharding.put_replicated(state, mesh)
-        batch = sharding.put_tree((tokens, lengths, labels, weights), rows)
-        return jitted(state, *batch, sharding.put_replicated(trainable, mesh))
-
-    train_step.mesh, train_step.jitted = mesh, jitted
-    return train_step
-
-
-def classifier_step_fn(train_step, trainable):
-    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, ClassifierBatch)`.
-
-    `batch` holds this host's rows (`ClassifierBatches(shard_index=jax.process_index(), ...)`),
-    assembled into the global batch on the step's mesh.
-    """
-    mesh = train_step.mesh
-    trainable = sharding.put_replicated(trainable, mesh)
-
-    def step(state, batch):
-        weights = (np.asarray(batch.indices) >= 0).astype(np.float32)
-        inputs = sharding.put_batch((batch.tokens, batch.lengths, batch.labels, weights), mesh)
-        return train_step(state, *inputs, trainable)
-
-    return step
+    return TrainStep(
+        jitted,
+        mesh,
+        row_fields=("tokens", "lengths", "labels", "indices"),
+        what="classifier batch size",
+    )

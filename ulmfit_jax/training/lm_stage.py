@@ -14,14 +14,15 @@ Both train in phases (`ulmfit_jax.training.phases`) and export their final param
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import DEFAULT_CACHE
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run
 from ulmfit_jax.data import corpus
 from ulmfit_jax.data.lm_stream import LMStream
@@ -29,8 +30,8 @@ from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.training import param_groups
-from ulmfit_jax.training.lm_steps import evaluate_lm, lm_step_fn, make_lm_train_step
-from ulmfit_jax.training.phases import find_lr, run_phases
+from ulmfit_jax.training.lm_steps import evaluate_lm, make_lm_train_step
+from ulmfit_jax.training.phases import find_lr, fit_phases
 from ulmfit_jax.weights import fastai, pretrained
 from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
 
@@ -74,9 +75,15 @@ def check_init(config) -> None:
 
 
 def lm_stage(
-    config, workdir: str | Path, *, resume: bool = False, resume_changed: bool = False
+    config,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    resume_changed: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> dict:
-    """`pretrain` or `finetune_lm`; returns the final validation metrics."""
+    """`pretrain` or `finetune_lm`; returns the best epoch's validation metrics. `callbacks`:
+    the training loop's (`ulmfit_jax.core.training.callbacks`)."""
     stage = config.stage
     check_init(config)
     spec = DataSpec.from_config(config.data)
@@ -142,8 +149,7 @@ def lm_stage(
     }
 
     def make_step(optimizer):
-        step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
-        return lambda trainable: lm_step_fn(step, trainable)
+        return make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
 
     if config.lr_find:
         return find_lr(
@@ -177,7 +183,6 @@ def lm_stage(
             shuffle=False,
             backward=config.backward,
         )
-        keeper = BestKeeper(run.workdir, t.monitor or "loss", t.patience)
 
         def evaluate(params) -> dict[str, float]:
             return evaluate_lm(params, model, valid.epoch_batches(0), mesh)
@@ -188,25 +193,24 @@ def lm_stage(
                 f"accuracy {m['accuracy']:.3f}"
             )
 
-        after_epoch = keeper.epoch_callback(run, evaluate, describe)
-
-        state = run_phases(
+        result = fit_phases(
             run,
             config,
             params=params,
             labels=labels,
             make_step=make_step,
             loader=loader,
-            meta=meta,
             mesh=mesh,
             lstm_state=awd_lstm.zero_state(model, t.batch_size),
-            after_epoch=after_epoch,
+            meta=meta,
+            evaluate=evaluate,
+            monitor=t.monitor or "loss",
+            patience=t.patience,
+            describe=describe,
+            callbacks=callbacks,
         )
-        best = dict(keeper.best)
-        metrics = keeper.best_metrics
-        best_params = keeper.best_params(state["params"])
-        keeper.close()
-        export_params(workdir, best_params, dict(meta, valid=metrics, best=best))
+        best, metrics = result.best, result.valid
+        export_params(workdir, result.best_params, dict(meta, valid=metrics, best=best))
         run.log(
             f"{stage} done: best epoch {best['epoch'] + 1} by valid {best['monitor']}: "
             f"perplexity {metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"

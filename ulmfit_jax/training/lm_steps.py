@@ -1,12 +1,11 @@
 """Language-model training and evaluation steps (ULMFiT stages 1 and 2).
 
-The training state is one pytree, so a checkpoint of it resumes a run exactly:
+The training state is one pytree (`ulmfit_jax.core.training.train_state.TrainState`, its
+`lstm_state` the stream's carried `((h, c), ...)`, one pair per layer), so a checkpoint of it
+resumes a run exactly.
 
-    {"step": int32[], "params": ..., "opt_state": ..., "key": uint32[2] (RNG key data),
-     "lstm_state": ((h, c), ...)}        # the stream's carried state, one pair per layer
-
-`make_lm_train_step` returns a jitted `(state, batch) -> (state, metrics)` with the state
-donated, over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them):
+`make_lm_train_step` returns a `TrainStep` (`(state, LMBatch) -> (state, metrics)`, the state
+donated), over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them):
 parameters, optimiser state, step and key replicated, the batch and the carried LSTM state split by
 rows. The loss is fastai's: cross-entropy over real positions, plus AR/TAR in training;
 variable-length windows arrive right-padded with `lengths` and are masked; the learning rate
@@ -25,15 +24,17 @@ import numpy as np
 import optax
 
 from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import apply_gradients, split_key
+from ulmfit_jax.core.training.step import TrainStep
+from ulmfit_jax.core.training.train_state import TrainState
+from ulmfit_jax.data.lm_stream import LMBatch
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 
 
-def reset_lstm_state(state: dict[str, Any]) -> dict[str, Any]:
+def reset_lstm_state(state: TrainState) -> TrainState:
     """Zero the carried state (at each epoch start, as fastai's ModelResetter does)."""
-    zeros = jax.tree.map(lambda x: jnp.zeros_like(x, device=x.sharding), state["lstm_state"])
-    return {**state, "lstm_state": zeros}
+    zeros = jax.tree.map(lambda x: jnp.zeros_like(x, device=x.sharding), state.lstm_state)
+    return state.replace(lstm_state=zeros)
 
 
 def masked_lm_loss(
@@ -56,22 +57,22 @@ def make_lm_train_step(
     alpha: float = 2.0,
     beta: float = 1.0,
     mesh: jax.sharding.Mesh | None = None,
-):
-    """A jitted step `(state, tokens, targets, lengths, lr_scale, trainable) -> (state, metrics)`.
+) -> TrainStep:
+    """A `TrainStep` `(state, LMBatch) -> (state, metrics)`, jitted with the state donated.
 
-    `optimizer` is `ulmfit_jax.training.optim.make_optimizer(...)`; `trainable` its per-group flags
-    (traced, so every stage of gradual unfreezing shares one compilation); `lr_scale`
-    multiplies the step's updates.
+    `optimizer` is `ulmfit_jax.training.optim.make_optimizer(...)`; the batch's `trainable`
+    holds its per-group flags (traced, so every phase of gradual unfreezing shares one
+    compilation) and its `lr_scale` multiplies the step's updates.
 
-    The step runs over `mesh` (default `sharding.make_mesh()`, every device): the batch rows and
-    the carried state are split over its devices, so the batch size must be a multiple of
-    `mesh.size` (a `ValueError` says so otherwise). Arguments may be numpy or arrays placed
-    anywhere (they are moved onto the mesh); the returned state lives on the mesh.
+    The step runs over `mesh` (default `sharding.make_mesh()`, every device): the batch holds
+    this host's rows, split over the devices with the carried state, so the batch size must be
+    a multiple of `mesh.size` (a `ValueError` says so otherwise). The returned state lives on
+    the mesh.
     """
     mesh = sharding.make_mesh() if mesh is None else mesh
     rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    state_sharding = {k: rep for k in ("step", "params", "opt_state", "key")}
-    state_sharding["lstm_state"] = rows
+    state_sharding = TrainState(step=rep, params=rep, opt_state=rep, key=rep, lstm_state=rows)
+    batch_sharding = LMBatch(rows, rows, rows, rep, rep, rep)
 
     def loss_fn(params, lstm_state, tokens, targets, lengths, key):
         out = awd_lstm.lm_forward(
@@ -87,49 +88,26 @@ def make_lm_train_step(
     @functools.partial(
         jax.jit,
         donate_argnums=0,
-        in_shardings=(state_sharding, rows, rows, rows, rep, rep),
+        in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, rep),
     )
-    def jitted(state, tokens, targets, lengths, lr_scale, trainable):
-        next_key, step_key = split_key(state)
+    def jitted(state: TrainState, batch: LMBatch):
+        next_key, step_key = state.split_key()
         grads, (lstm_state, metrics) = jax.grad(loss_fn, has_aux=True)(
-            state["params"], state["lstm_state"], tokens, targets, lengths, step_key
+            state.params, state.lstm_state, batch.tokens, batch.targets, batch.lengths, step_key
         )
-        new_state = apply_gradients(
-            state, grads, optimizer, next_key,
-            trainable=trainable, lr_scale=lr_scale, lstm_state=lstm_state,
+        new_state = state.apply_gradients(
+            grads, optimizer, next_key,
+            trainable=batch.trainable, lr_scale=batch.lr_scale, lstm_state=lstm_state,
         )  # fmt: skip
         return new_state, metrics
 
-    def train_step(state, tokens, targets, lengths, lr_scale, trainable):
-        sharding.check_batch(mesh, tokens.shape[0], "language-model batch size (rows)")
-        state = sharding.put_tree(state, state_sharding)
-        tokens, targets, lengths = sharding.put_tree((tokens, targets, lengths), rows)
-        lr_scale = sharding.put_replicated(np.asarray(lr_scale, np.float32), mesh)
-        trainable = sharding.put_replicated(trainable, mesh)
-        return jitted(state, tokens, targets, lengths, lr_scale, trainable)
-
-    train_step.mesh, train_step.jitted = mesh, jitted
-    return train_step
-
-
-def lm_step_fn(train_step, trainable):
-    """Adapt a train step to `ulmfit_jax.core.training.run.train_loop`'s `(state, LMBatch)`
-    interface.
-
-    `batch` holds this host's rows (`LMStream(shard_index=jax.process_index(), ...)`); they
-    are assembled into the global batch on the step's mesh.
-    """
-    mesh = train_step.mesh
-    trainable = sharding.put_replicated(trainable, mesh)
-
-    def step(state, batch):
-        tokens, targets, lengths = sharding.put_batch(
-            (batch.tokens, batch.targets, batch.lengths), mesh
-        )
-        return train_step(state, tokens, targets, lengths, np.float32(batch.lr_scale), trainable)
-
-    return step
+    return TrainStep(
+        jitted,
+        mesh,
+        row_fields=("tokens", "targets", "lengths"),
+        what="language-model batch size (rows)",
+    )
 
 
 @functools.lru_cache(maxsize=16)

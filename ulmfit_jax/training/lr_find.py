@@ -1,7 +1,9 @@
 """fastai's learning-rate finder (`Learner.lr_find`) as functions.
 
     tx = make_optimizer(labels, lr=1e-7, total_steps=1, schedule="constant", lr_mult=None)
-    step = lm_step_fn(make_lm_train_step(config, tx), trainable_groups(labels))
+    step = make_lm_train_step(config, tx)         # a TrainStep: (state, LMBatch) -> ...
+    flags = trainable_groups(labels)
+    batches = lambda epoch: (b._replace(trainable=flags) for b in stream.epoch_batches(epoch))
     result = lr_find(step, state, batches, set_lr=set_optimizer_lr, get_lr=optimizer_lr)
     result.suggestions["valley"]                   # fastai's default suggestion
     write_lr_find(result, workdir)                 # lr_find.json + lr_find.png
@@ -38,6 +40,7 @@ import jax
 import numpy as np
 import optax
 
+from ulmfit_jax.core.training.train_state import TrainState
 from ulmfit_jax.training import schedules
 from ulmfit_jax.training.optim import OptimizerState, hyperparams
 
@@ -281,8 +284,9 @@ def lr_find(
     """fastai's `learn.lr_find()`: an exponential lr sweep on a copy of the training state.
 
     Args:
-      step_fn: `(state, batch) -> (state, metrics)`, e.g. `lm_step_fn(...)` or
-        `classifier_step_fn(...)` over a constant-schedule optimiser; `metrics[loss_key]` is
+      step_fn: `(state, batch) -> (state, metrics)`, e.g. a `TrainStep` of
+        `make_lm_train_step` or `make_classifier_train_step` over a constant-schedule
+        optimiser (the batches carrying the phase's `trainable` flags); `metrics[loss_key]` is
         the batch's loss (the steps' "loss" is the cross-entropy without AR/TAR, fastai's
         `learn.loss`).
       state: the training state; it is copied, never modified (nor donated).
@@ -360,7 +364,7 @@ def _optimizer_state(opt_state: Any) -> OptimizerState:
     return opt_state
 
 
-def set_optimizer_lr(state: dict[str, Any], lr: float, *, lr_mult: float | None = None) -> dict:
+def set_optimizer_lr(state: TrainState, lr: float, *, lr_mult: float | None = None) -> TrainState:
     """`state` with every group's lr of `make_optimizer`'s optimiser set from `lr`.
 
     The peak lrs (`OptimizerState.lr_max`) are traced values, so this recompiles nothing; with
@@ -370,10 +374,10 @@ def set_optimizer_lr(state: dict[str, Any], lr: float, *, lr_mult: float | None 
     optimiser's state (`optax.MultiStepsState`).
 
     Args:
-      state: a train state dict with "opt_state".
+      state: a `TrainState`.
       lr: the top group's lr.
     """
-    opt_state = state["opt_state"]
+    opt_state = state.opt_state
     inner = _optimizer_state(opt_state)
     groups = sorted(inner.lr_max, key=lambda name: int(name.split("_")[1]))
     values = schedules.group_lrs(float(lr), len(groups), lr_mult=lr_mult)
@@ -382,13 +386,13 @@ def set_optimizer_lr(state: dict[str, Any], lr: float, *, lr_mult: float | None 
     )
     if isinstance(opt_state, optax.MultiStepsState):
         inner = opt_state._replace(inner_opt_state=inner)
-    return {**state, "opt_state": inner}
+    return state.replace(opt_state=inner)
 
 
-def optimizer_lr(state: dict[str, Any]) -> float:
+def optimizer_lr(state: TrainState) -> float:
     """The top group's lr of the latest step of `make_optimizer`'s optimiser (what fastai's
     Recorder logs: `opt.hypers[-1]['lr']`)."""
-    hypers = hyperparams(_optimizer_state(state["opt_state"]))
+    hypers = hyperparams(_optimizer_state(state.opt_state))
     top = max(hypers, key=lambda p: (int(p.split("_")[1].split(":")[0]), ":" not in p))
     return float(hypers[top]["learning_rate"])
 

@@ -1,9 +1,11 @@
-"""Training in phases of gradual unfreezing, resuming exactly where a checkpoint left off.
+"""ULMFiT's stages on the one training loop: phases of gradual unfreezing, and the lr finder.
 
 Every stage trains in *phases*: `(trainable_groups, epochs, lr)` triples, `trainable_groups`
 counting layer groups from the top (0 = all). Each phase starts a fresh optimiser state, as
 fastai's `freeze_to` does, with discriminative learning rates (`lr / lr_mult**k` for the k-th
-group below the top) and the configured schedule (STLR or 1cycle) over the phase's steps.
+group below the top) and the configured schedule (STLR or 1cycle) over the phase's steps: the
+`GradualUnfreezing` callback of `ulmfit_jax.core.training.fit.fit`, which owns the epochs, the
+exact resume, validation, the best epoch and early stopping.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ulmfit_jax.core.training.run import Run, train_loop
+from ulmfit_jax.core.training import fit, sharding
+from ulmfit_jax.core.training.callbacks import Callback
+from ulmfit_jax.core.training.run import Run
+from ulmfit_jax.core.training.step import TrainStep
 from ulmfit_jax.core.training.train_state import create_train_state, place_train_state
 from ulmfit_jax.data.lm_stream import LoaderState
 from ulmfit_jax.training import lr_find as lr_find_lib
@@ -92,10 +97,18 @@ def find_lr(
     )
     state = create_train_state(params, finder, seed=config.seed, lstm_state=lstm_state, mesh=mesh)
     trainable = optim.trainable_groups(labels, phase.trainable_groups or None)
+    train_step = make_step(finder)
+    trainable = sharding.put_replicated(trainable, train_step.mesh)
+
+    def batches(epoch: int):
+        start = LoaderState(epoch, 0, loader.seed)
+        for batch in loader.iterator(start, num_epochs=epoch + 1):
+            yield batch._replace(trainable=trainable)
+
     result = lr_find_lib.lr_find(
-        make_step(finder)(trainable),
+        train_step,
         state,
-        lambda epoch: loader.iterator(LoaderState(epoch, 0, loader.seed), num_epochs=epoch + 1),
+        batches,
         set_lr=lr_find_lib.set_optimizer_lr,
         get_lr=lr_find_lib.optimizer_lr,
         start_lr=f.start_lr,
@@ -114,105 +127,111 @@ def find_lr(
     return {k: v for k, v in result.suggestions.items() if v is not None}
 
 
-def run_phases(
+class LoaderEpochs:
+    """An `LMStream` or `ClassifierBatches` as the loop's `EpochData` (epoch e a pure function of
+    the loader's seed and e)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.steps_per_epoch = loader.num_batches()
+
+    def iterator(self, epoch: int, position: dict | None):
+        start = position or LoaderState(epoch, 0, self.loader.seed).to_dict()
+        return self.loader.iterator(LoaderState.from_dict(start), num_epochs=epoch + 1)
+
+    def position(self, iterator) -> dict:
+        return iterator.state.to_dict()
+
+
+def loop_phases(config, labels, mesh: jax.sharding.Mesh) -> list[fit.Phase]:
+    """`config.phases` as the loop's phases: each phase's trainable flags (placed on `mesh`)
+    and peak lr."""
+    return [
+        fit.Phase(
+            epochs=phase.epochs,
+            trainable=sharding.put_replicated(
+                optim.trainable_groups(labels, phase.trainable_groups or None), mesh
+            ),
+            lr=phase.lr,
+            name=f"top {phase.trainable_groups or 'all'} groups",
+        )
+        for phase in phases(config)
+    ]
+
+
+class GradualUnfreezing(Callback):
+    """Each phase starts a fresh optimiser state (fastai's `freeze_to` clears it), with the
+    phase's peak lr and its own schedule over the phase's steps; the step count stays global.
+
+    The optimiser is the one of `make_phase_optimizer`: only its state changes, so the jitted
+    step compiles once for the whole schedule.
+    """
+
+    def __init__(self, config, optimizer, steps_per_epoch: int, mesh: jax.sharding.Mesh):
+        self.config, self.optimizer = config, optimizer
+        self.steps_per_epoch, self.mesh = steps_per_epoch, mesh
+
+    def on_phase_start(self, loop: fit.Loop, phase: fit.Phase) -> None:
+        state = loop.state
+        opt_state = optim.new_stage(
+            self.optimizer,
+            state.opt_state,
+            state.params,
+            lr=phase.lr,
+            total_steps=updates(self.config, phase.epochs * self.steps_per_epoch),
+            lr_mult=self.config.optim.lr_mult,
+            schedule=self.config.optim.schedule,
+        )
+        start = jnp.asarray(loop.first_step_of_phase(loop.phase_index), jnp.int32)
+        loop.state = place_train_state(state.replace(opt_state=opt_state, step=start), self.mesh)
+
+
+def fit_phases(
     run: Run,
     config,
     *,
     params: Any,
     labels: Any,
-    make_step: Callable,
+    make_step: Callable[[Any], TrainStep],
     loader,
-    meta: dict,
     mesh: jax.sharding.Mesh,
     lstm_state: Any = None,
-    after_epoch: Callable[[int, dict], bool] | None = None,
-) -> dict:
-    """Train through every phase of `config.phases`, one epoch at a time, resuming exactly.
-
-    Steps are counted globally across phases; phase k starts with a fresh optimiser state
-    (fastai's `freeze_to` clears it) and its own schedule over its steps. Every epoch ends with
-    a checkpoint and `after_epoch(epoch, state)` (the validation pass; it returns True to stop
-    early). A run killed at any step resumes to the same final state as an uninterrupted one:
-    inside an epoch from that epoch's checkpoint; at an epoch's end from the finished epoch's
-    state (evaluated first if the kill came before its evaluation), which at a phase boundary
-    moves to the next phase exactly as an uninterrupted run does.
+    **fit_options: Any,
+) -> fit.FitResult:
+    """Train through every phase of `config.phases` with `ulmfit_jax.core.training.fit.fit`,
+    resuming exactly (see there): one optimiser (`make_phase_optimizer`) whose state each phase
+    renews (`GradualUnfreezing`, called before the user's callbacks).
 
     Args:
-      make_step: `optimizer -> (trainable -> step_fn)` for `train_loop`.
+      make_step: `optimizer -> TrainStep` (`ulmfit_jax.core.training.step`).
       loader: an `LMStream` or `ClassifierBatches`; epoch e is a pure function of its seed.
       mesh: the devices the state is placed on.
-      lstm_state: the carried LSTM state of a streaming LM (None for classifiers).
-      after_epoch: `(global_epoch, state) -> stop`; it must tolerate being called again for
-        an epoch it has already seen (a resumed run may repeat the call).
+      lstm_state: the carried LSTM state of a streaming LM (None for classifiers); reset at
+        each epoch's start.
+      fit_options: `fit`'s other arguments (`evaluate`, `monitor`, `patience`, `test`,
+        `describe`, `callbacks`, `meta`).
     """
     all_phases = phases(config)
-    spe = loader.num_batches()
-    phase_of_epoch = [i for i, p in enumerate(all_phases) for _ in range(p.epochs)]
-    phase_first_epoch = [phase_of_epoch.index(i) for i in range(len(all_phases))]
-    total_epochs = len(phase_of_epoch)
-    optimizer = make_phase_optimizer(config, labels, all_phases[0], all_phases[0].epochs * spe)
+    data = LoaderEpochs(loader)
+    optimizer = make_phase_optimizer(
+        config, labels, all_phases[0], all_phases[0].epochs * data.steps_per_epoch
+    )
     state = create_train_state(
         params, optimizer, seed=config.seed, lstm_state=lstm_state, mesh=mesh
     )
-    resume_step = run.checkpointer.latest_step() if run.resume else None
-    first_epoch, mid_epoch = 0, False
-    if resume_step is not None:
-        first_epoch, mid_epoch = divmod(resume_step, spe)[0], resume_step % spe != 0
-        if not mid_epoch:
-            # Killed at an epoch's end: continue from that epoch's final state.
-            state, _ = run.checkpointer.restore(place_train_state(state, mesh))
-            run.log(f"resumed from step {resume_step}, the end of epoch {first_epoch}")
-            run.resume = False
-            if first_epoch and after_epoch is not None and after_epoch(first_epoch - 1, state):
-                return state
-    train_step = make_step(optimizer)
-    step_fns = {}
-    for epoch in range(first_epoch, total_epochs):
-        index = phase_of_epoch[epoch]
-        phase = all_phases[index]
-        start = phase_first_epoch[index] * spe
-        resuming_inside = mid_epoch and epoch == first_epoch
-        if epoch == phase_first_epoch[index] and not resuming_inside:
-            state["opt_state"] = optim.new_stage(
-                optimizer,
-                state["opt_state"],
-                state["params"],
-                lr=phase.lr,
-                total_steps=updates(config, phase.epochs * spe),
-                lr_mult=config.optim.lr_mult,
-                schedule=config.optim.schedule,
-            )
-            state["step"] = jnp.asarray(start, jnp.int32)
-            state = place_train_state(state, mesh)
-            run.log(
-                f"phase {index + 1}/{len(all_phases)}: top {phase.trainable_groups or 'all'} "
-                f"groups, {phase.epochs} epoch(s), lr {phase.lr:g}, steps "
-                f"{start}..{start + phase.epochs * spe}"
-            )
-        if index not in step_fns:
-            step_fns[index] = train_step(
-                optim.trainable_groups(labels, phase.trainable_groups or None)
-            )
-
-        def make_iterator(position, epoch=epoch):
-            position = position or LoaderState(epoch, 0, loader.seed).to_dict()
-            return loader.iterator(LoaderState.from_dict(position), num_epochs=epoch + 1)
-
-        state = train_loop(
-            run,
-            state=state,
-            step_fn=step_fns[index],
-            make_iterator=make_iterator,
-            iterator_position=lambda it: it.state.to_dict(),
-            num_steps=(epoch + 1) * spe,
-            checkpoint_every=config.train.checkpoint_every,
-            log_every=config.train.log_every,
-            meta=dict(meta, phase=index, epoch=epoch),
-            on_epoch_start=reset_lstm_state if "lstm_state" in state else None,
-            desc=f"phase {index + 1}/{len(all_phases)} epoch {epoch + 1}/{total_epochs}",
-        )
-        run.resume = False  # the interrupted epoch is done; later ones start fresh
-        if after_epoch is not None and after_epoch(epoch, state):
-            run.log(f"early stop after epoch {epoch + 1}")
-            break
-    return state
+    unfreezing = GradualUnfreezing(config, optimizer, data.steps_per_epoch, mesh)
+    callbacks = [unfreezing, *fit_options.pop("callbacks", ())]
+    return fit.fit(
+        run,
+        state=state,
+        train_step=make_step(optimizer),
+        data=data,
+        phases=loop_phases(config, labels, mesh),
+        checkpoint_every=config.train.checkpoint_every,
+        log_every=config.train.log_every,
+        callbacks=callbacks,
+        reset_state=reset_lstm_state if lstm_state is not None else None,
+        count_tokens=lambda batch: batch.tokens.size,
+        name=str(config.get("stage", "train")),
+        **fit_options,
+    )

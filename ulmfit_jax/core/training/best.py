@@ -5,11 +5,13 @@ After each epoch a stage reports its validation metrics; `BestKeeper.update` rec
 `WORKDIR/valid_history.json` (written atomically) and, when the monitored metric improved,
 saves the parameters to `WORKDIR/best/` (an orbax checkpoint). Both survive a kill, so a
 resumed run knows its best epoch and its patience count. The stage exports the best
-parameters at the end and records which epoch and value they came from.
+parameters at the end and records which epoch and value they came from. A fresh run (not a
+resume) starts a new history: what an earlier run left in the workdir is set aside, never
+reported as this run's.
 
 Example:
 
-    keeper = BestKeeper(workdir, monitor="accuracy", patience=2)
+    keeper = BestKeeper(workdir, monitor="accuracy", patience=2, fresh=True)
     for epoch in ...:
         ...
         if keeper.update(epoch, step, {"accuracy": 0.91, "loss": 0.3}, params):
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,13 @@ def is_better(monitor: str, value: float, best: float | None) -> bool:
 
 class BestKeeper:
     """The best epoch so far by `monitor`, and early stopping after `patience` epochs without
-    improvement (0: never stop early)."""
+    improvement (0: never stop early).
 
-    def __init__(self, workdir: str | Path, monitor: str, patience: int = 0):
+    `fresh`: a new run (not a resume): an earlier run's `valid_history.json` and `best/` in the
+    workdir are removed rather than continued.
+    """
+
+    def __init__(self, workdir: str | Path, monitor: str, patience: int = 0, *, fresh: bool):
         if patience < 0:
             raise ValueError(f"train.patience must be >= 0, got {patience}")
         self.workdir = Path(workdir)
@@ -57,7 +63,10 @@ class BestKeeper:
         self.history_path = self.workdir / "valid_history.json"
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
-        if self.history_path.exists():
+        if fresh and jax.process_index() == 0:
+            self.history_path.unlink(missing_ok=True)
+            shutil.rmtree(self.workdir / "best", ignore_errors=True)
+        if self.history_path.exists() and not fresh:
             saved = json.loads(self.history_path.read_text())
             if saved.get("monitor") == monitor:
                 self.history, self.best = saved["epochs"], saved["best"]
@@ -65,6 +74,11 @@ class BestKeeper:
 
     def seen(self, epoch: int) -> bool:
         return any(h["epoch"] == epoch for h in self.history)
+
+    def metrics_of(self, epoch: int) -> dict[str, float]:
+        """The recorded validation metrics of `epoch` (without its epoch and step)."""
+        record = next(h for h in self.history if h["epoch"] == epoch)
+        return {k: v for k, v in record.items() if k not in ("epoch", "step")}
 
     def update(self, epoch: int, step: int, metrics: dict[str, float], params: Any) -> bool:
         """Record an epoch's validation metrics; save `params` when the monitored one improved.
@@ -93,28 +107,7 @@ class BestKeeper:
         """The best epoch's validation metrics (without its epoch and step)."""
         if self.best is None:
             raise ValueError("no epoch has been evaluated yet")
-        record = next(h for h in self.history if h["epoch"] == self.best["epoch"])
-        return {k: v for k, v in record.items() if k not in ("epoch", "step")}
-
-    def epoch_callback(
-        self, run, evaluate: Callable[[Any], dict[str, float]], describe: Callable[[dict], str]
-    ) -> Callable[[int, dict], bool]:
-        """`after_epoch(epoch, state) -> stop` for `run_phases`: evaluate the state's
-        parameters once per epoch (an epoch already recorded is not evaluated again), record
-        and log the metrics as `valid/*`, and say whether to stop early."""
-
-        def after_epoch(epoch: int, state: dict) -> bool:
-            if self.seen(epoch):
-                return self.should_stop
-            metrics = evaluate(state["params"])
-            step = int(state["step"])
-            improved = self.update(epoch, step, metrics, state["params"])
-            run.metrics.write(step, metrics, prefix="valid/")
-            best = f" (best {self.monitor} so far)" if improved else ""
-            run.log(f"epoch {epoch + 1}: valid {describe(metrics)}{best}")
-            return self.should_stop
-
-        return after_epoch
+        return self.metrics_of(self.best["epoch"])
 
     @property
     def epochs_since_best(self) -> int:
@@ -130,7 +123,7 @@ class BestKeeper:
         """The best epoch's parameters (restored into `template`'s structure and placement)."""
         if self.best is None:
             raise ValueError("no epoch has been evaluated yet")
-        restored, _ = self._checkpointer.restore({"params": template})
+        restored, _ = self._checkpointer.restore({"params": template}, step=self.best["step"])
         return restored["params"]
 
     def close(self) -> None:

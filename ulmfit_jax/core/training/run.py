@@ -42,6 +42,7 @@ import numpy as np
 
 from ulmfit_jax.core.training import workdir as workdir_lib
 from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.training.train_state import step_of
 
 
 class Preempted(Exception):
@@ -109,8 +110,10 @@ class Run:
       identity: what must match to reuse the folder (e.g. program and stage).
       config: the full config (an `ml_collections.ConfigDict` or a JSON-able mapping),
         recorded in run.json.
-      resume: continue from the last checkpoint. Without it, a workdir that already holds
-        checkpoints is refused rather than overwritten.
+      resume: continue from the last checkpoint (a workdir no run has started in is refused:
+        nothing to resume; one whose run was killed before its first checkpoint starts again).
+        Without it, a workdir that already holds checkpoints is refused rather than
+        overwritten.
       resume_changed: accept a resume whose config differs from run.json's in keys that change
         the result (otherwise refused, naming them).
       checkpoint_dir: where checkpoints go (default `WORKDIR/checkpoints`); on several hosts a
@@ -118,8 +121,8 @@ class Run:
 
     Raises:
       WorkdirInUse: another live run holds the workdir.
-      ValueError: the workdir belongs to another run, holds checkpoints without `resume`, or
-        the resumed config differs.
+      ValueError: the workdir belongs to another run, holds checkpoints without `resume`, has
+        none to resume, or the resumed config differs.
     """
 
     def __init__(
@@ -137,12 +140,15 @@ class Run:
         self.workdir = Path(workdir).absolute()
         self.identity = dict(identity)
         self.is_main = jax.process_index() == 0
+        existed = self.workdir.exists()
         # Process 0 holds the lock: the other hosts of a multi-host run share its workdir.
         self._lock = workdir_lib.acquire(self.workdir) if self.is_main else None
         try:
             self._open(config, resume, resume_changed, max_to_keep, checkpoint_dir)
         except BaseException:
             self._release_lock()
+            if not existed and self.is_main:
+                _remove_empty_folders(self.workdir)  # a refused run leaves no new workdir
             raise
         self._stop_requested = False
         self._previous_handler = None
@@ -161,6 +167,18 @@ class Run:
                     f"workdir {self.workdir} belongs to another run ({record.get('identity')}), "
                     f"not {self.identity}: use a new --workdir"
                 )
+        self.checkpointer = Checkpointer(
+            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
+        )
+        if resume and self.checkpointer.latest_step() is None:
+            if not record:  # an empty or mistyped workdir: not one a run has started in
+                raise ValueError(
+                    f"--resume: nothing to resume in {self.workdir} (no run.json, no "
+                    f"checkpoints in {self.checkpointer.directory}): check --workdir and "
+                    "train.checkpoint_dir, or drop --resume to start a new run"
+                )
+            # Started here but killed before its first checkpoint: start again from step 0.
+            resume = False
         accepted = list(record.get("resume_changes", [])) if resume else []
         changes = {}
         if resume and "config" in record:
@@ -171,9 +189,6 @@ class Run:
                     f"keys that change the result: {workdir_lib.describe_changes(changes)}; "
                     "pass --resume_changed to continue with these changes anyway"
                 )
-        self.checkpointer = Checkpointer(
-            checkpoint_dir or self.workdir / "checkpoints", max_to_keep=max_to_keep
-        )
         if self.checkpointer.latest_step() is not None and not resume:
             raise ValueError(
                 f"workdir {self.workdir} already has checkpoints (step "
@@ -225,6 +240,14 @@ class Run:
         return self._stop_requested
 
 
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove `folder` if it holds nothing but empty folders."""
+    if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+            path.rmdir()
+        folder.rmdir()
+
+
 def _to_float(x) -> float:
     return float(np.asarray(x))
 
@@ -241,13 +264,18 @@ def train_loop(
     log_every: int = 50,
     meta: Mapping[str, Any] | None = None,
     on_epoch_start: Callable[[Any], Any] | None = None,
+    count_tokens: Callable[[Any], int] | None = None,
+    after_step: Callable[[int, Mapping[str, Any]], None] | None = None,
+    extra_meta: Callable[[], Mapping[str, Any]] | None = None,
+    on_restore: Callable[[Mapping[str, Any]], None] | None = None,
     desc: str = "train",
 ) -> Any:
     """Run `num_steps` training steps with exact resume.
 
     Args:
       run: the `Run` (use inside `with run:` so SIGTERM is handled).
-      state: the initial training state pytree; it must contain an integer "step" entry.
+      state: the initial training state: a `TrainState`, or any pytree mapping with an integer
+        "step" entry.
       step_fn: `(state, batch) -> (state, metrics)`, usually jitted with donated state;
         metrics are scalars (at least "loss"), summed on device and read here every
         `log_every` steps.
@@ -258,6 +286,10 @@ def train_loop(
       meta: JSON metadata saved with every checkpoint (config, vocabulary, ...).
       on_epoch_start: `state -> state` called when the iterator starts a new epoch (e.g. to
         reset a carried LSTM state, as fastai's ModelResetter does).
+      count_tokens: the tokens in this host's batch, for the `tokens_per_s` metric (None: 0).
+      after_step: `(step, metrics)` after every step (the callbacks' `on_step_end`).
+      extra_meta: more JSON metadata, read at each save (the callbacks' states).
+      on_restore: given the restored checkpoint's metadata when the loop resumes.
 
     Returns:
       the final state.
@@ -267,14 +299,16 @@ def train_loop(
     if run.resume and run.checkpointer.latest_step() is not None:
         state, saved_meta = run.checkpointer.restore(state)
         position = saved_meta["data_position"]
-        run.log(f"resumed from step {int(state['step'])} in {run.checkpointer.directory}")
+        if on_restore is not None:
+            on_restore(saved_meta)
+        run.log(f"resumed from step {step_of(state)} in {run.checkpointer.directory}")
     batches = make_iterator(position)
-    step = int(state["step"])
+    step = step_of(state)
 
     def save(state) -> None:
-        run.checkpointer.save(
-            int(state["step"]), state, dict(meta, data_position=iterator_position(batches))
-        )
+        extra = dict(extra_meta()) if extra_meta is not None else {}
+        saved = dict(meta, **extra, data_position=iterator_position(batches))
+        run.checkpointer.save(step_of(state), state, saved)
 
     sums: dict[str, float] = {}
     count, started, tokens = 0, time.perf_counter(), 0
@@ -294,12 +328,15 @@ def train_loop(
                 state = on_epoch_start(state)
             state, metrics = step_fn(state, batch)
             step += 1
+            if after_step is not None:
+                after_step(step, metrics)
             bar.update(1)
             count += 1
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value
-            # Each host holds its rows of the batch: count all of them.
-            tokens += int(getattr(batch, "tokens", np.zeros(0)).size) * jax.process_count()
+            if count_tokens is not None:
+                # Each host holds its rows of the batch: count all of them.
+                tokens += count_tokens(batch) * jax.process_count()
             if step % log_every == 0 or step == num_steps:
                 averaged = {k: _to_float(v) / count for k, v in sums.items()}
                 if not math.isfinite(averaged["loss"]):
@@ -324,6 +361,6 @@ def train_loop(
                 save(state)
     finally:
         bar.close()
-    if int(state["step"]) not in run.checkpointer.all_steps():
+    if step_of(state) not in run.checkpointer.all_steps():
         save(state)
     return state
