@@ -5,7 +5,7 @@ BPT3C (chunks of `bptt` with the state carried and detached between chunks, outp
 the last `max_len` tokens), masked concat pooling, the BatchNorm/Dropout/Linear head, cross-
 entropy plus AR/TAR, Adam.
 
-* ours: `ulmfit_jax.training.classifier_steps.make_classifier_train_step` with
+* ours: `ulmfit_jax.stages.classifier_steps.make_classifier_train_step` with
   `ulmfit_jax.make_optimizer`, the step the training program runs;
 * PyTorch: the same computation from `torch.nn.LSTM`'s kernel with fastai's dropouts, one call
   per chunk as fastai's `SentenceEncoder` makes. Its recurrence runs over the padding too (as
@@ -76,8 +76,8 @@ def make_step(size: dict, impl: str = "custom_vjp", dtype: str | None = None):
     import jax
 
     import ulmfit_jax
-    from ulmfit_jax.core.training.train_state import create_train_state
-    from ulmfit_jax.training import classifier_steps as classifier_training
+    from ulmfit_jax.core.runner.train_state import create_train_state
+    from ulmfit_jax.stages import classifier_steps as classifier_training
 
     kwargs = {} if dtype in (None, "float32") else {"compute_dtype": dtype}
     config = ulmfit_jax.ClassifierConfig(
@@ -115,7 +115,7 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ulmfit_jax.data.classifier_batches import ClassifierBatch
+    from ulmfit_jax.batching.classifier_batches import ClassifierBatch
 
     _, impl, *dtype = variant.split()
     step, state, trainable = make_step(size, impl, dtype[0] if dtype else None)
@@ -212,7 +212,7 @@ QUICK_EPOCH = EpochSpec(n_docs=40, batch=8, bptt=8, max_len=32, median_length=12
 def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real classifier train step (tiny model) over one epoch of `ClassifierBatches`
     (fastai's SortedDL order) and count its compilations against the distinct padded widths."""
-    from ulmfit_jax.data.classifier_batches import ClassifierBatches
+    from ulmfit_jax.batching.classifier_batches import ClassifierBatches
 
     size = dict(SIZES["tiny"], batch=spec.batch, bptt=spec.bptt, max_len=spec.max_len)
     step, state, trainable = make_step(size)

@@ -1,6 +1,6 @@
 """The AWD-LSTM language-model training step: ours, PyTorch's, FLOPs, compilations per epoch.
 
-* ours: `ulmfit_jax.training.lm_steps.make_lm_train_step` with `ulmfit_jax.make_optimizer` (fastai's
+* ours: `ulmfit_jax.stages.lm_steps.make_lm_train_step` with `ulmfit_jax.make_optimizer` (fastai's
   Adam, one-cycle schedule), the step the training program runs;
 * PyTorch: the same model built from `torch.nn.LSTM`'s kernel (`torch._VF.lstm`, the call
   `nn.LSTM` makes) with fastai's weight, embedding and locked dropouts, AR/TAR, Adam;
@@ -83,8 +83,8 @@ def make_step(size: dict, impl: str = "custom_vjp", dtype: str | None = None):
     import jax
 
     import ulmfit_jax
-    from ulmfit_jax.core.training.train_state import create_train_state
-    from ulmfit_jax.training import lm_steps as lm_training
+    from ulmfit_jax.core.runner.train_state import create_train_state
+    from ulmfit_jax.stages import lm_steps as lm_training
 
     config = _config(size, impl, dtype)
     params = ulmfit_jax.init_lm_params(jax.random.key(0), config)
@@ -102,7 +102,7 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ulmfit_jax.data.lm_stream import LMBatch
+    from ulmfit_jax.batching.lm_stream import LMBatch
 
     _, impl, *dtype = variant.split()
     step, state, trainable = make_step(size, impl, dtype[0] if dtype else None)
@@ -174,7 +174,7 @@ QUICK_EPOCH = EpochSpec(n_tokens=6_000, batch=8, bptt=16)
 def epoch_compilations(spec: EpochSpec = EpochSpec()) -> dict:
     """Run the real LM train step (tiny model) over one epoch of `LMStream(variable_bptt=True)`
     and count its compilations against the epoch's distinct padded widths."""
-    from ulmfit_jax.data.lm_stream import LMStream
+    from ulmfit_jax.batching.lm_stream import LMStream
 
     size = dict(SIZES["tiny"], batch=spec.batch, bptt=spec.bptt)
     step, state, trainable = make_step(size)

@@ -29,10 +29,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ulmfit_jax import optim
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.nnx import LanguageModel, make_nnx_optimizer
-from ulmfit_jax.training import optim, param_groups
+from ulmfit_jax.optim import param_groups
 
 SIZES = {
     "tiny": dict(vocab=200, emb=16, hid=32, layers=3, batch=8, bptt=8),

@@ -50,7 +50,7 @@ if __name__ == "__main__":
 TRAIN = """
 import json, resource, sys, time
 import jax, jax.numpy as jnp, optax
-from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.batching.lm_stream import LMStream
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.text.token_shards import build_token_shards
 out, steps = sys.argv[1], int(sys.argv[2])

@@ -101,14 +101,15 @@ def lm_fragment(config, vocab_size: int, steps: int) -> dict:
     """`steps` steps of the pretraining stage's real LM train step on random token ids."""
     import jax
 
-    from ulmfit_jax.core.training import sharding
-    from ulmfit_jax.core.training.train_state import create_train_state
-    from ulmfit_jax.data.lm_stream import LMStream
+    from ulmfit_jax import optim
+    from ulmfit_jax.batching.lm_stream import LMStream
+    from ulmfit_jax.core.runner import sharding
+    from ulmfit_jax.core.runner.train_state import create_train_state
     from ulmfit_jax.models import awd_lstm
     from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
-    from ulmfit_jax.training import optim, param_groups
-    from ulmfit_jax.training.lm_steps import make_lm_train_step
-    from ulmfit_jax.training.phases import make_phase_optimizer, phases
+    from ulmfit_jax.optim import param_groups
+    from ulmfit_jax.stages.lm_steps import make_lm_train_step
+    from ulmfit_jax.stages.phases import make_phase_optimizer, phases
 
     t = config.train
     m = config.model  # as `lm_stage.lm_config`, whose module imports the data pipeline (TFDS)
@@ -147,14 +148,15 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
     """`steps` steps of the IMDb classifier stage's real train step on batches of `width`."""
     import jax
 
-    from ulmfit_jax.core.training import sharding
-    from ulmfit_jax.core.training.train_state import create_train_state
-    from ulmfit_jax.data.classifier_batches import ClassifierBatches
+    from ulmfit_jax import optim
+    from ulmfit_jax.batching.classifier_batches import ClassifierBatches
+    from ulmfit_jax.core.runner import sharding
+    from ulmfit_jax.core.runner.train_state import create_train_state
     from ulmfit_jax.models import classifier
     from ulmfit_jax.models.classifier import ClassifierConfig
-    from ulmfit_jax.training import optim, param_groups
-    from ulmfit_jax.training.classifier_steps import make_classifier_train_step
-    from ulmfit_jax.training.phases import make_phase_optimizer, phases
+    from ulmfit_jax.optim import param_groups
+    from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
+    from ulmfit_jax.stages.phases import make_phase_optimizer, phases
 
     t, m = config.train, config.model
     model = ClassifierConfig(
@@ -185,7 +187,7 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
 
 def epoch_widths(stats: dict, n_docs: int, batch: int, bptt: int, seed: int = 0, **kw) -> list:
     """Padded widths of one epoch of `ClassifierBatches` over lengths drawn from a fit."""
-    from ulmfit_jax.data.classifier_batches import ClassifierBatches
+    from ulmfit_jax.batching.classifier_batches import ClassifierBatches
 
     rng = np.random.default_rng(seed)
     lengths = rng.lognormal(np.log(stats["median"]), stats["sigma"], n_docs)

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 
 from benchmarks import bench_lm
+from ulmfit_jax.batching.lm_stream import LMBatch
 from ulmfit_jax.core.nn import lstm
-from ulmfit_jax.data.lm_stream import LMBatch
 from ulmfit_jax.models import awd_lstm
 
 

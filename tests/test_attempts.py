@@ -1,10 +1,10 @@
-"""A stage's time summed over its attempts (ulmfit_jax.core.training.attempts)."""
+"""A stage's time summed over its attempts (ulmfit_jax.core.runner.attempts)."""
 
 import json
 
 import pytest
 
-from ulmfit_jax.core.training import attempts
+from ulmfit_jax.core.runner import attempts
 
 
 def write_attempts(workdir, starts):

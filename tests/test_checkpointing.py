@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
 
 
 def make_state(scale=1.0):

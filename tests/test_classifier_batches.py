@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from ulmfit_jax.data.classifier_batches import (
+from ulmfit_jax.batching.classifier_batches import (
     ClassifierBatches,
     scatter_to_input_order,
     sorted_batch_order,
 )
-from ulmfit_jax.data.lm_stream import LoaderState
+from ulmfit_jax.batching.lm_stream import LoaderState
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import ulmfit_jax as uj
 from train.configs import classify_local, evaluate_local, predict
 from ulmfit_jax.core.data import classification
 from ulmfit_jax.inference import stages
-from ulmfit_jax.training import classifier_stage
+from ulmfit_jax.stages import classifier_stage
 from ulmfit_jax.weights.export import load_export
 
 POS, NEG = "good great fine lovely superb".split(), "bad awful poor dull boring".split()

@@ -20,9 +20,9 @@ import pytest
 from elmo_fixtures import fixture_dir
 from test_run import good_step, loop
 
-from ulmfit_jax.core.training import workdir as workdir_lib
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.core.training.workdir import WorkdirInUse, WorkdirLock
+from ulmfit_jax.core.runner import workdir as workdir_lib
+from ulmfit_jax.core.runner.run import Run
+from ulmfit_jax.core.runner.workdir import WorkdirInUse, WorkdirLock
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "train" / "configs"
@@ -133,7 +133,7 @@ def test_bad_inputs_of_a_run_are_one_line(tmp_path, fixtures_dir, shared_dir):
 
 def test_phases_without_epochs_are_a_value_error():
     from train.configs import classify_trec
-    from ulmfit_jax.training import phases
+    from ulmfit_jax.stages import phases
 
     config = classify_trec.get_config("tiny")
     config.phases = ((1, 0, 0.01),)
@@ -144,7 +144,7 @@ def test_phases_without_epochs_are_a_value_error():
 # -- one run per workdir -------------------------------------------------------------------------
 HOLD = """
 import sys, time
-from ulmfit_jax.core.training.run import Run
+from ulmfit_jax.core.runner.run import Run
 with Run(sys.argv[1], {"program": "ulmfit", "stage": "classify", "backward": False}, {}) as run:
     print("holding", flush=True)
     while not run.stop_requested:

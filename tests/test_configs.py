@@ -8,8 +8,8 @@ import pytest
 from elmo_jax.downstream.tagger_stage import TaggingSpec
 from elmo_jax.training import pretrain
 from ulmfit_jax.core.data.spec import DataSpec
-from ulmfit_jax.training.lm_stage import lm_config
-from ulmfit_jax.training.phases import phases
+from ulmfit_jax.stages.lm_stage import lm_config
+from ulmfit_jax.stages.phases import phases
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "train" / "configs"
 NAMES = sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "base"))
@@ -63,7 +63,7 @@ def test_unknown_variant_is_an_error_listing_the_known_ones(name):
 
 def test_data_sections_are_generated_from_the_data_spec():
     from ulmfit_jax.core.data.spec import data_config
-    from ulmfit_jax.training.defaults import base_config
+    from ulmfit_jax.stages.defaults import base_config
 
     defaults = DataSpec()
     assert DataSpec.from_config(base_config("classify").data) == defaults

@@ -271,7 +271,7 @@ def test_classifier_resumes_exactly_after_sigterm_or_a_kill_before_validation(
     """SIGTERM inside epoch 2, or a kill after epoch 2's checkpoint but before its validation,
     then `--resume`: the export, metrics and history of an uninterrupted run, bit for bit."""
     from elmo_jax.downstream import train as train_lib
-    from ulmfit_jax.core.training.run import Preempted
+    from ulmfit_jax.core.runner.run import Preempted
 
     c = csv_classification(tmp_path)
     reference = tmp_path / "reference"

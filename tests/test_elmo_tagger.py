@@ -308,7 +308,7 @@ def test_stage_resumes_exactly_after_sigterm_mid_epoch(bilm_dir, tmp_path):
     uninterrupted run, bit for bit."""
     from elmo_jax.downstream.tagger_export import load_tagger
     from elmo_jax.downstream.tagger_stage import train_tagger
-    from ulmfit_jax.core.training.run import Preempted
+    from ulmfit_jax.core.runner.run import Preempted
 
     config = tiny_stage_config(bilm_dir, **{"train.epochs": 3})
     reference = train_tagger(config, tmp_path / "reference")

@@ -21,8 +21,8 @@ from elmo_jax.training.data import BidirectionalBatches, Vocabulary, encode_corp
 from elmo_jax.weights.allennlp import check_weight_file, load_allennlp
 from train import elmo
 from train.configs import elmo_lm1b
-from ulmfit_jax.core.training.checkpointing import Checkpointer
-from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.train_state import create_train_state
 
 STEPS = 10
 REPO = pathlib.Path(__file__).resolve().parents[1]

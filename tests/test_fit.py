@@ -12,10 +12,10 @@ import numpy as np
 import optax
 import pytest
 
-from ulmfit_jax.core.training.callbacks import Callback
-from ulmfit_jax.core.training.fit import Phase, fit
-from ulmfit_jax.core.training.run import Preempted, Run
-from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.core.runner.callbacks import Callback
+from ulmfit_jax.core.runner.fit import Phase, fit
+from ulmfit_jax.core.runner.run import Preempted, Run
+from ulmfit_jax.core.runner.train_state import create_train_state
 
 STEPS_PER_EPOCH = 4
 PHASES = (Phase(2, lr=0.1, name="first"), Phase(1, lr=0.05, name="second"))  # 3 epochs
@@ -203,7 +203,7 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
 
 
 def test_every_training_program_uses_the_one_loop():
-    """The resume logic lives in `core/training` only: no program calls `train_loop` or restores
+    """The resume logic lives in `core/runner` only: no program calls `train_loop` or restores
     a checkpoint itself, and each training program calls `fit` (directly or through
     `phases.fit_phases`)."""
     from pathlib import Path
@@ -211,15 +211,15 @@ def test_every_training_program_uses_the_one_loop():
     root = Path(__file__).resolve().parents[1]
     loop_files = {"run.py", "fit.py", "checkpointing.py", "best.py"}
     for path in [*root.glob("ulmfit_jax/**/*.py"), *root.glob("elmo_jax/**/*.py")]:
-        if path.parent.name == "training" and path.parent.parent.name == "core":
+        if path.parent.name == "runner" and path.parent.parent.name == "core":
             if path.name in loop_files:
                 continue
         code = path.read_text()
         assert "train_loop(" not in code and "checkpointer.restore(" not in code, path
     programs = {
-        "ulmfit_jax/training/lm_stage.py": "fit_phases(",
-        "ulmfit_jax/training/classifier_stage.py": "fit_phases(",
-        "ulmfit_jax/training/phases.py": "fit.fit(",
+        "ulmfit_jax/stages/lm_stage.py": "fit_phases(",
+        "ulmfit_jax/stages/classifier_stage.py": "fit_phases(",
+        "ulmfit_jax/stages/phases.py": "fit.fit(",
         "elmo_jax/downstream/train.py": "fit(",
         "elmo_jax/downstream/tagger_stage.py": "fit(",
         "elmo_jax/training/pretrain.py": "fit(",

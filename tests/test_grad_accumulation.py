@@ -10,13 +10,14 @@ import numpy as np
 import optax
 import pytest
 
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import create_train_state
-from ulmfit_jax.data.lm_stream import LMBatch
+from ulmfit_jax import optim
+from ulmfit_jax.batching.lm_stream import LMBatch
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.train_state import create_train_state
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
-from ulmfit_jax.training import optim, param_groups
-from ulmfit_jax.training.lm_steps import make_lm_train_step
+from ulmfit_jax.optim import param_groups
+from ulmfit_jax.stages.lm_steps import make_lm_train_step
 
 K, B = 4, 3  # micro-batches per update, rows per micro-batch
 RTOL = 2e-5  # float32: a Welford running mean against one mean over k*b rows

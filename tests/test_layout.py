@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("ulmfit_jax", "elmo_jax")
 # What the shared core must never import: either family's own code.
 FAMILY = ("elmo_jax",) + tuple(
-    f"ulmfit_jax.{p}" for p in ("models", "text", "data", "training", "weights", "inference")
+    f"ulmfit_jax.{p}"
+    for p in ("models", "text", "batching", "optim", "stages", "weights", "inference")
 )
 
 
@@ -93,7 +94,9 @@ def test_inference_imports_no_training_code():
         "from ulmfit_jax.weights.export import load_export"
     )
     training = [
-        m for m in modules if m.startswith(("ulmfit_jax.training", "ulmfit_jax.core.training.run"))
+        m
+        for m in modules
+        if m.startswith(("ulmfit_jax.stages", "ulmfit_jax.optim", "ulmfit_jax.core.runner.run"))
     ]
     assert not training and "optax" not in modules, training
 
@@ -129,10 +132,44 @@ def test_reading_a_csv_imports_no_tensorflow_datasets(tmp_path):
     assert "ulmfit_jax.core.data.tables" in modules
     # The classify stage's whole data path: its module, the splits and the label encoder.
     modules = loaded_after(
-        spec + "from ulmfit_jax.training.classifier_stage import classify_stage\n"
+        spec + "from ulmfit_jax.stages.classifier_stage import classify_stage\n"
         "from ulmfit_jax.core.data.classification import load_classification\n"
         "data = load_classification(spec, seed=0)\n"
         "assert len(data.train) == 18 and data.encoder.names == ('neg', 'pos')"
     )
     assert "tensorflow_datasets" not in modules
-    assert "ulmfit_jax.training.classifier_stage" in modules
+    assert "ulmfit_jax.stages.classifier_stage" in modules
+
+
+def test_no_two_packages_share_a_name():
+    """`ulmfit_jax/data` beside `ulmfit_jax/core/data` read as one thing: each name once."""
+    for package in PACKAGES:
+        names = [p.parent.name for p in (ROOT / package).rglob("__init__.py")]
+        names = [n for n in names if n != package]
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_predicting_and_embedding_import_no_tensorflow_datasets(tmp_path):
+    """What serving a model needs: a classifier's predictions and `elmo-jax embed`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from elmo_fixtures import tiny_config
+    from model_fixtures import write_classifier_export
+
+    from elmo_jax.weights.allennlp import write_random_weights
+
+    vocab = ["xxunk", "xxpad", "xxbos", "a", "fine", "film", "."]
+    write_classifier_export(tmp_path / "clf", vocab, ["neg", "pos"])
+    modules = loaded_after(
+        "from ulmfit_jax.inference.predictor import Predictor\n"
+        f"p = Predictor.from_workdir({str(tmp_path / 'clf')!r})\n"
+        "assert p.predict(['A fine film.']).shape == (1, 2)"
+    )
+    assert "tensorflow_datasets" not in modules
+    write_random_weights(tiny_config(), tmp_path / "w.hdf5", tmp_path / "o.json")
+    (tmp_path / "s.txt").write_text("The cat sat .\n")
+    args = ["embed", "--options", tmp_path / "o.json", "--weights", tmp_path / "w.hdf5"]
+    args += [tmp_path / "s.txt", tmp_path / "out.hdf5"]
+    modules = loaded_after(
+        f"from elmo_jax.__main__ import main\nassert main({list(map(str, args))!r}) == 0"
+    )
+    assert "tensorflow_datasets" not in modules and (tmp_path / "out.hdf5").is_file()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ulmfit_jax.data.lm_stream import (
+from ulmfit_jax.batching.lm_stream import (
     LMStream,
     LoaderState,
     flatten_documents,

@@ -11,17 +11,18 @@ import jax
 import numpy as np
 import pytest
 
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import create_train_state
-from ulmfit_jax.data.classifier_batches import ClassifierBatch
-from ulmfit_jax.data.lm_stream import LMBatch
+from ulmfit_jax import optim
+from ulmfit_jax.batching.classifier_batches import ClassifierBatch
+from ulmfit_jax.batching.lm_stream import LMBatch
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.train_state import create_train_state
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.training import lr_find as lrf
-from ulmfit_jax.training import optim, param_groups
-from ulmfit_jax.training.classifier_steps import make_classifier_train_step
-from ulmfit_jax.training.lm_steps import make_lm_train_step, reset_lstm_state
+from ulmfit_jax.optim import lr_find as lrf
+from ulmfit_jax.optim import param_groups
+from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
+from ulmfit_jax.stages.lm_steps import make_lm_train_step, reset_lstm_state
 
 RTOL = 1e-6  # measured: smoothed losses 1.6e-7 from fastai's; suggestions equal exactly
 

@@ -14,8 +14,9 @@ import optax
 import pytest
 from flax import linen, nnx, traverse_util
 
+from ulmfit_jax import optim
 from ulmfit_jax.core.nn import nnx_params
-from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.runner import sharding
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.models.classifier import ClassifierConfig
@@ -26,7 +27,7 @@ from ulmfit_jax.nnx import (
     make_nnx_optimizer,
     param_labels,
 )
-from ulmfit_jax.training import optim, param_groups
+from ulmfit_jax.optim import param_groups
 
 LM = AWDLSTMConfig(vocab_size=24, emb_sz=8, n_hid=12, n_layers=2)
 CLS = ClassifierConfig(vocab_size=24, n_class=3, emb_sz=8, n_hid=12, n_layers=2, bptt=4, max_len=8)
@@ -438,7 +439,7 @@ def test_readme_classifier_example(fastai_fixture):
     from flax import nnx
 
     from ulmfit_jax.nnx import TextClassifier, make_nnx_optimizer, new_nnx_stage, param_labels
-    from ulmfit_jax.training.optim import trainable_groups
+    from ulmfit_jax.optim.optimizer import trainable_groups
 
     stages = [  # (trainable groups, peak lr): ULMFiT's head first, then one more group each
         (1, 2e-2),

@@ -15,8 +15,8 @@ import optax
 import pytest
 
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.training import schedules
-from ulmfit_jax.training.optim import (
+from ulmfit_jax.optim import schedules
+from ulmfit_jax.optim.optimizer import (
     clip_grad_norm,
     fastai_adam,
     fastai_leaf_roles,
@@ -25,7 +25,7 @@ from ulmfit_jax.training.optim import (
     new_stage,
     trainable_groups,
 )
-from ulmfit_jax.training.param_groups import BATCH_STATS, param_groups
+from ulmfit_jax.optim.param_groups import BATCH_STATS, param_groups
 from ulmfit_jax.weights.fastai import classifier_params_from_state_dict, lm_params_from_state_dict
 
 RTOL = 1e-6  # our parameters equal fastai's within 1e-6 relative, step by step

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 
 import ulmfit_jax
-from ulmfit_jax.training import param_groups
+from ulmfit_jax.optim import param_groups
 
 LM = ulmfit_jax.AWDLSTMConfig(vocab_size=20, emb_sz=4, n_hid=6, n_layers=3)
 CLS = ulmfit_jax.ClassifierConfig(vocab_size=20, n_class=2, emb_sz=4, n_hid=6, n_layers=3)

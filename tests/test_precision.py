@@ -30,10 +30,10 @@ from elmo_jax.training.sampled_softmax import (
     full_softmax_loss,
     sampled_softmax_loss,
 )
+from ulmfit_jax import optim
 from ulmfit_jax.models import awd_lstm, classifier
-from ulmfit_jax.training import lm_steps as lm_training
-from ulmfit_jax.training import optim
-from ulmfit_jax.training.param_groups import param_groups
+from ulmfit_jax.optim.param_groups import param_groups
+from ulmfit_jax.stages import lm_steps as lm_training
 
 LM = awd_lstm.AWDLSTMConfig(vocab_size=60, emb_sz=16, n_hid=24, n_layers=2)
 CLAS = classifier.ClassifierConfig(

@@ -192,7 +192,7 @@ def finetune_config(imdb, scratch, **init):
 def test_finetune_from_a_name_a_url_and_a_conversion_agree(
     imdb, tmp_path, monkeypatch, fixtures_dir
 ):
-    from ulmfit_jax.training.lm_stage import lm_stage
+    from ulmfit_jax.stages.lm_stage import lm_stage
     from ulmfit_jax.weights.convert import convert_lm
     from ulmfit_jax.weights.export import load_lm
 
@@ -234,7 +234,7 @@ def test_finetune_from_a_name_a_url_and_a_conversion_agree(
     ],
 )
 def test_finetune_init_is_checked_before_any_work(tmp_path, settings, message):
-    from ulmfit_jax.training.lm_stage import lm_stage
+    from ulmfit_jax.stages.lm_stage import lm_stage
 
     backward = settings.pop("backward", False)
     # No corpus and no server: the check must come before tokenizing and downloading.

@@ -115,7 +115,7 @@ def test_report_fills_a_cell_being_run_again_from_lost_json_and_marks_it():
 
 def test_tfidf_baseline_chooses_c_on_validation():
     pytest.importorskip("sklearn")
-    from ulmfit_jax.training.baselines import tfidf_logistic
+    from ulmfit_jax.stages.baselines import tfidf_logistic
 
     pos, neg = ["good film", "great fun", "fine acting"], ["bad film", "dull plot", "poor acting"]
     result = tfidf_logistic(

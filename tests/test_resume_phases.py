@@ -31,7 +31,7 @@ PHASES = "--config.phases=((1, 1, 0.01), (0, 2, 0.0005))"  # 10 batches per epoc
 # The program, with a pause after the checkpoint of step STOP_AFTER_STEP.
 PAUSE_AFTER_SAVE = """
 import os, runpy, sys, time
-from ulmfit_jax.core.training import checkpointing
+from ulmfit_jax.core.runner import checkpointing
 
 save = checkpointing.Checkpointer.save
 stop_after = int(os.environ["STOP_AFTER_STEP"])

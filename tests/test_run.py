@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ulmfit_jax.core.training.run import NonFiniteLoss, Run, train_loop
+from ulmfit_jax.core.runner.run import NonFiniteLoss, Run, train_loop
 
 
 class Counter:

@@ -16,17 +16,18 @@ from elmo_jax.model.lstmp import zero_state as elmo_zero_state
 from elmo_jax.training import steps as elmo_training
 from elmo_jax.training.data import BiLMBatch as ElmoLMBatch
 from elmo_jax.training.sampled_softmax import draw_negatives
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import create_train_state
-from ulmfit_jax.data.classifier_batches import ClassifierBatch
-from ulmfit_jax.data.lm_stream import LMBatch, LMStream
+from ulmfit_jax import optim
+from ulmfit_jax.batching.classifier_batches import ClassifierBatch
+from ulmfit_jax.batching.lm_stream import LMBatch, LMStream
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.train_state import create_train_state
 from ulmfit_jax.inference.batch_predict import pad_rows, predict_batches
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.training import optim, param_groups
-from ulmfit_jax.training.classifier_steps import make_classifier_train_step
-from ulmfit_jax.training.lm_steps import evaluate_lm, make_lm_train_step
+from ulmfit_jax.optim import param_groups
+from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
+from ulmfit_jax.stages.lm_steps import evaluate_lm, make_lm_train_step
 
 RTOL = 1e-5
 BATCH = 8

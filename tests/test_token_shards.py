@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ulmfit_jax.data import corpus
-from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.batching import corpus
+from ulmfit_jax.batching.lm_stream import LMStream
 from ulmfit_jax.text.token_shards import TokenShards, build_token_shards, id_dtype
 
 TEXTS = [

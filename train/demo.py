@@ -30,10 +30,10 @@ from absl import flags
 from train import ulmfit
 from train.configs import classify_imdb, finetune_lm_imdb, pretrain_wikitext2
 from train.configs.base import tiny
+from ulmfit_jax.batching import embedded_corpus
 from ulmfit_jax.core.commands import define_switches, parse_flags
 from ulmfit_jax.core.data.imdb import find_imdb, imdb_downloadable
 from ulmfit_jax.core.paths import SHARED_DATA
-from ulmfit_jax.data import embedded_corpus
 from ulmfit_jax.inference.predictor import Predictor
 
 WIKITEXT2 = Path(os.environ.get("ULMFIT_WIKITEXT2", SHARED_DATA / "wikitext-2"))

@@ -4,14 +4,14 @@
     python -m train.elmo --config train/configs/elmo_lm1b.py:sample --workdir runs/elmo --resume
 
 Checkpoints, metrics (`metrics.jsonl`, TensorBoard), progress and SIGTERM handling are
-`ulmfit_jax.core.training.run`'s, as for the ULMFiT program. At the end the model is evaluated with
+`ulmfit_jax.core.runner.run`'s, as for the ULMFiT program. At the end the model is evaluated with
 the full softmax and exported to `WORKDIR/export/` (`options.json` + `lm_weights.hdf5` in the
 released layout, readable by `elmo_jax.load_allennlp`, AllenNLP and bilm-tf). Config keys are
 locked: a misspelt `--config.key` is an error. Training uses every device; on several hosts run the
-same command on each with `--distributed=on` (see `ulmfit_jax.core.training.sharding`). Mistakes
+same command on each with `--distributed=on` (see `ulmfit_jax.core.runner.sharding`). Mistakes
 in the input end with one line, `train.elmo: error: ...`, and exit status 2 (`--verbose` adds the
 traceback); `--resume_changed` accepts a resume with a changed config
-(`ulmfit_jax.core.training.cli`).
+(`ulmfit_jax.core.runner.cli`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ulmfit_jax.core.commands import usage_error
-from ulmfit_jax.core.training import cli
+from ulmfit_jax.core.runner import cli
 
 
 def define_flags(
@@ -60,7 +60,7 @@ def define_flags(
 def run(config, workdir: str, resume: bool = False, resume_changed: bool = False) -> dict:
     """Train, evaluate and export; returns the validation metrics."""
     from elmo_jax.training.pretrain import pretrain
-    from ulmfit_jax.core.training.workdir import WorkdirLock
+    from ulmfit_jax.core.runner.workdir import WorkdirLock
 
     with WorkdirLock(workdir):  # before the data is read: a second run stops at once
         return pretrain(config, workdir, resume=resume, resume_changed=resume_changed)
@@ -70,7 +70,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     # Returns nothing: `app.run` passes a return value to `sys.exit`.
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from ulmfit_jax.core.training import sharding
+    from ulmfit_jax.core.runner import sharding
 
     sharding.maybe_initialize_distributed(flag_values.distributed)
     run(flag_values.config, flag_values.workdir, flag_values.resume, flag_values.resume_changed)

@@ -34,7 +34,7 @@ def predict(config, workdir: str) -> dict:
 def run(config, workdir: str, resume: bool = False, resume_changed: bool = False) -> dict:
     """Train the classifier and evaluate it (`valid/*`, `test/*`), or predict (`stage`)."""
     from elmo_jax.downstream.train import classify
-    from ulmfit_jax.core.training.workdir import WorkdirLock
+    from ulmfit_jax.core.runner.workdir import WorkdirLock
 
     if task_stage(config) == "predict":
         return predict(config, workdir)

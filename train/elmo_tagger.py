@@ -21,7 +21,7 @@ def run(config, workdir: str, resume: bool = False, resume_changed: bool = False
     """Train and evaluate (returns the test metrics), or tag `predict.input` (returns the
     output file), by `config.stage`."""
     from elmo_jax.downstream.tagger_stage import predict_tags, train_tagger
-    from ulmfit_jax.core.training.workdir import WorkdirLock
+    from ulmfit_jax.core.runner.workdir import WorkdirLock
 
     stage = task_stage(config)
     with WorkdirLock(workdir):  # before the data is read: a second run stops at once

@@ -58,7 +58,7 @@ from train.configs import (
 from ulmfit_jax.core.commands import define_switches, parse_flags
 from ulmfit_jax.core.data.imdb import find_imdb
 from ulmfit_jax.core.paths import SHARED_DATA
-from ulmfit_jax.core.training.attempts import record_attempt, stage_seconds
+from ulmfit_jax.core.runner.attempts import record_attempt, stage_seconds
 from ulmfit_jax.inference.saved_outputs import TEST_OUTPUTS, ensemble_accuracy
 
 
@@ -300,7 +300,7 @@ def baseline(config) -> dict:
     (the same seeded subsets), `C` chosen on validation."""
     from ulmfit_jax.core.data.classification import load_classification, load_test
     from ulmfit_jax.core.data.spec import DataSpec
-    from ulmfit_jax.training.baselines import tfidf_logistic
+    from ulmfit_jax.stages.baselines import tfidf_logistic
 
     spec = DataSpec.from_config(config.data)
     data = load_classification(spec, seed=config.seed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from ulmfit_jax.core.training import cli
+from ulmfit_jax.core.runner import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of this run (checkpoints, metrics).")
@@ -44,9 +44,9 @@ TRAINING_STAGES = ("pretrain", "finetune_lm", "classify")
 
 def run(config, workdir: str | None, resume: bool = False, resume_changed: bool = False):
     """Run the stage `config.stage`; returns its metrics."""
-    from ulmfit_jax.core.training.workdir import WorkdirLock
+    from ulmfit_jax.core.runner.workdir import WorkdirLock
     from ulmfit_jax.inference import stages as inference_stages
-    from ulmfit_jax.training import classifier_stage, lm_stage
+    from ulmfit_jax.stages import classifier_stage, lm_stage
 
     if config.stage in TRAINING_STAGES and not workdir:
         raise ValueError(f"stage {config.stage!r} needs --workdir")
@@ -71,7 +71,7 @@ def run(config, workdir: str | None, resume: bool = False, resume_changed: bool 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from ulmfit_jax.core.training import sharding
+    from ulmfit_jax.core.runner import sharding
 
     sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
     run(_CONFIG.value, _WORKDIR.value, _RESUME.value, flags.FLAGS.resume_changed)

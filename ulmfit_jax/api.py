@@ -11,7 +11,7 @@
     uj.evaluate(["runs/clf"], data="test.csv", text_fields=["review"], label_field="label")
 
 Each function builds the same config as the command line's (`train/configs/*_local.py`, from
-`ulmfit_jax.training.defaults`), applies `overrides` (dotted keys, e.g.
+`ulmfit_jax.stages.defaults`), applies `overrides` (dotted keys, e.g.
 `{"train.batch_size": 32, "phases": ((1, 1, 1e-2), (0, 2, 1e-3))}`), and runs the same stage
 function. `data` is a file (CSV/TSV/JSONL, or plain text lines for a language model), a folder
 of `train.*`/`test.*` files, or a pandas DataFrame.
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ulmfit_jax.core.data.tables import format_of, is_frame, read_table
-from ulmfit_jax.training.defaults import base_config, classifier_recipe, lm_recipe
+from ulmfit_jax.stages.defaults import base_config, classifier_recipe, lm_recipe
 
 
 @dataclasses.dataclass
@@ -114,7 +114,7 @@ def finetune_language_model(
         data: the text (module docstring); labels are not needed.
         pretrained: a registered model ("wt103_fwd"), or `init_workdir`: a pretrain or LM run.
         tiny_model: the tests' tiny size (seconds on a CPU).
-        callbacks: the training loop's (`ulmfit_jax.core.training.callbacks`: a custom metric,
+        callbacks: the training loop's (`ulmfit_jax.core.runner.callbacks`: a custom metric,
             a logger, an early-stop rule).
     """
     if is_frame(data):
@@ -128,7 +128,7 @@ def finetune_language_model(
     config = _config("finetune_lm", keys, overrides, tiny_model)
     if not (pretrained or init_workdir):
         config.stage = "pretrain"  # no initial weights: train the language model from scratch
-    from ulmfit_jax.training.lm_stage import lm_stage
+    from ulmfit_jax.stages.lm_stage import lm_stage
 
     metrics = lm_stage(config, workdir, resume=resume, callbacks=callbacks)
     return StageResult(Path(workdir), metrics)
@@ -159,7 +159,7 @@ def train_classifier(
         valid_pct / valid_col / valid_data: the validation set (a seeded fraction of train, a
             true/false column, or a separate file or DataFrame).
         label_delim: multi-label data ("a;b"); regression: numeric targets.
-        callbacks: the training loop's (`ulmfit_jax.core.training.callbacks`).
+        callbacks: the training loop's (`ulmfit_jax.core.runner.callbacks`).
     """
     keys = _data_keys(data, text_fields, label_field, valid_pct, valid_col)
     keys.update({"backward": backward, "init.workdir": str(language_model)})
@@ -173,7 +173,7 @@ def train_classifier(
     elif valid_data is not None:
         keys["data.valid_split"] = "valid"
     config = _config("classify", keys, overrides, tiny_model)
-    from ulmfit_jax.training.classifier_stage import classify_stage
+    from ulmfit_jax.stages.classifier_stage import classify_stage
 
     tables = _tables(data, valid_data)
     metrics = classify_stage(config, workdir, resume=resume, tables=tables, callbacks=callbacks)

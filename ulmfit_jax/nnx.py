@@ -22,7 +22,7 @@ key of the first training call of a module built with `rngs=nnx.Rngs(dropout=s, 
 The recurrent state is an explicit argument and result, as in the functional API.
 
 Optimisation: `param_labels(model)` labels `nnx.state(model, nnx.Param)` with fastai's layer
-groups, so `ulmfit_jax.training.optim.make_optimizer` runs inside `nnx.Optimizer` with
+groups, so `ulmfit_jax.optim.optimizer.make_optimizer` runs inside `nnx.Optimizer` with
 discriminative rates and gradual unfreezing (`update(model, grads, trainable=...)`).
 
 Weights back: `to_params()` (lossless); fastai's `.pth` has no writer here (only the vocabulary,
@@ -50,7 +50,7 @@ from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig, State
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.models.validation import check_state, check_tokens
-from ulmfit_jax.training import param_groups
+from ulmfit_jax.optim import param_groups
 
 
 class AWDLSTMEncoder(DropoutParamTree):
@@ -389,7 +389,7 @@ def make_nnx_optimizer(model: LanguageModel | TextClassifier, **kwargs) -> nnx.O
 
     Step it with `optimizer.update(model, grads, trainable=trainable_groups(labels, n))`.
     """
-    from ulmfit_jax.training.optim import make_optimizer
+    from ulmfit_jax.optim.optimizer import make_optimizer
 
     return nnx.Optimizer(model, make_optimizer(param_labels(model), **kwargs), wrt=nnx.Param)
 
@@ -397,11 +397,11 @@ def make_nnx_optimizer(model: LanguageModel | TextClassifier, **kwargs) -> nnx.O
 def new_nnx_stage(
     optimizer: nnx.Optimizer, model: LanguageModel | TextClassifier, **kwargs
 ) -> None:
-    """`ulmfit_jax.training.optim.new_stage` on an `nnx.Optimizer` built by
+    """`ulmfit_jax.optim.optimizer.new_stage` on an `nnx.Optimizer` built by
     `make_nnx_optimizer`, in place: the schedule restarts with the stage's `lr` and
     `total_steps` and (by default, as fastai's `freeze_to`) the Adam moments are cleared.
     Only values change, so a jitted train step serves every stage."""
-    from ulmfit_jax.training.optim import new_stage
+    from ulmfit_jax.optim.optimizer import new_stage
 
     params = nnx.as_pure(nnx.state(model, optimizer.wrt))
     state = new_stage(optimizer.tx, nnx.as_pure(optimizer.opt_state), params, **kwargs)

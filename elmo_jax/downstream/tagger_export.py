@@ -29,7 +29,7 @@ from elmo_jax.downstream.tagger import ElmoTagger, TaggerConfig, init_tagger, ji
 from elmo_jax.embedding.files import bucket_length
 from elmo_jax.model.characters import batch_to_ids
 from elmo_jax.weights.allennlp import load_allennlp
-from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
 
 
 def tag_sentences(

@@ -5,7 +5,7 @@
 
 The frozen biLM embeds the train and validation sentences once (`LayerCache`); the tagger
 (`elmo_jax.downstream.tagger`) trains on the cached layers with Adam (gradients clipped to
-`train.grad_norm`, as AllenNLP's NER config) through `ulmfit_jax.core.training.fit.fit`
+`train.grad_norm`, as AllenNLP's NER config) through `ulmfit_jax.core.runner.fit.fit`
 (checkpoints, exact resume, metrics, callbacks), one epoch at a time. After each epoch the
 validation split is decoded (constrained Viterbi) and scored by span F1 (`span_metrics`); the
 loop keeps the best epoch (`train.monitor`, "f1" by default) and stops after `train.patience`
@@ -51,11 +51,11 @@ from elmo_jax.downstream.tagger import (
 from elmo_jax.downstream.tagger_export import export_tagger, load_tagger, tag_sentences
 from elmo_jax.downstream.train import CachedEpochs, ClassBatches, count_tokens
 from elmo_jax.weights.allennlp import load_allennlp
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.fit import Phase, fit
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import TrainState, create_train_state
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.fit import Phase, fit
+from ulmfit_jax.core.runner.run import Run
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import TrainState, create_train_state
 
 FORMATS = ("conll", "tfds")
 PREFIX_ORDER = {"B": 0, "I": 1, "L": 2, "U": 3}
@@ -261,7 +261,7 @@ def train_tagger(
 ) -> dict[str, float]:
     """Train, keep the best epoch, export it and evaluate the export on test; returns the test
     span metrics (also in `WORKDIR/test_metrics.json`). `callbacks` are the training loop's
-    (`ulmfit_jax.core.training.callbacks`).
+    (`ulmfit_jax.core.runner.callbacks`).
 
     The test split is always scored, once, after training: not by the loop's `test` but on the
     export read back (`load_tagger`), so that the figure is the exported tagger's."""

@@ -7,7 +7,7 @@ labelled local format such as TREC `.label` files or SST trees; a validation spl
 name; spaCy or whitespace tokens). The frozen biLM (an exported `options.json` +
 `lm_weights.hdf5`, or a released model's files) embeds the training and validation sentences
 once (`LayerCache`); the classifier then trains on the cached layers with Adam through
-`ulmfit_jax.core.training.fit.fit` (checkpoints, exact resume, metrics, SIGTERM, callbacks),
+`ulmfit_jax.core.runner.fit.fit` (checkpoints, exact resume, metrics, SIGTERM, callbacks),
 one epoch at a time. After each epoch it is evaluated on the validation split (`valid/*`
 metrics); the loop keeps the best epoch by `train.monitor` and stops after `train.patience`
 epochs without improvement. The test split is read and evaluated only once, at the end, with the
@@ -42,11 +42,11 @@ from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.data.classification import has_split, load_classification, load_test
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.fit import Phase, fit
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import TrainState, create_train_state
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.fit import Phase, fit
+from ulmfit_jax.core.runner.run import Run
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import TrainState, create_train_state
 
 
 class ClassBatch(NamedTuple):
@@ -219,7 +219,7 @@ def classify(
     callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train the task model on frozen ELMo features (module docstring); `callbacks` are the
-    training loop's (`ulmfit_jax.core.training.callbacks`).
+    training loop's (`ulmfit_jax.core.runner.callbacks`).
 
     Returns:
       `valid/*` metrics of the best epoch, `test/*` ones (`test_at_end`),

@@ -4,7 +4,7 @@
 
 Steps: read the training and validation sentences (text files, one tokenized sentence per
 line, or a TFDS text dataset such as `lm1b`), build or read the vocabulary, train with
-`ulmfit_jax.core.training.fit.fit` (checkpoints, exact resume, metrics, SIGTERM), evaluate
+`ulmfit_jax.core.runner.fit.fit` (checkpoints, exact resume, metrics, SIGTERM), evaluate
 with the full softmax, and export `WORKDIR/export/{options.json, lm_weights.hdf5, vocab.txt,
 softmax_weights.hdf5}` (see `training.export_bilm`).
 
@@ -45,10 +45,10 @@ from elmo_jax.training.data import (
     encode_corpus,
     read_sentence_files,
 )
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.fit import Phase, fit
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.core.training.train_state import create_train_state
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.fit import Phase, fit
+from ulmfit_jax.core.runner.run import Run
+from ulmfit_jax.core.runner.train_state import create_train_state
 
 
 def model_config(config) -> BiLMConfig:
@@ -235,7 +235,7 @@ def pretrain(
 ) -> dict[str, float]:
     """Train a biLM from scratch, or continue one (`config.init`, module docstring); returns the
     validation metrics (full softmax; `init_perplexity` too for a restart). `callbacks` are the
-    training loop's (`ulmfit_jax.core.training.callbacks`)."""
+    training loop's (`ulmfit_jax.core.runner.callbacks`)."""
     workdir = Path(workdir)
     init = InitFiles.from_config(config)
     model = model_config(config)

@@ -14,11 +14,11 @@ only exists for word inputs). Training follows `bilm/training.py`:
   unroll_steps)`), clipped to a *global* norm of 10 over all parameters, then TensorFlow's
   Adagrad (lr 0.2, accumulators starting at 1.0, no epsilon).
 
-The training state (a checkpointable `ulmfit_jax.core.training.train_state.TrainState`, as
-`ulmfit_jax.training.lm_steps`'s): params `{"bilm": ..., "softmax": {"w", "b"}}`, key uint32[4]
+The training state (a checkpointable `ulmfit_jax.core.runner.train_state.TrainState`, as
+`ulmfit_jax.stages.lm_steps`'s): params `{"bilm": ..., "softmax": {"w", "b"}}`, key uint32[4]
 ("rbg" RNG key data), lstm_state `{"h": [L, 2, B, P], "c": [L, 2, B, C]}`.
 
-Steps run over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them): the
+Steps run over a mesh of devices (`ulmfit_jax.core.runner.sharding`; default: all of them): the
 batch (`[2, B, ...]`) and the carried state (`[L, 2, B, ...]`) split on their B axis, everything
 else replicated. The "rbg" dropout keys give the same masks however the batch is split.
 """
@@ -52,9 +52,9 @@ from elmo_jax.training.sampled_softmax import (
     sampled_softmax_loss,
 )
 from elmo_jax.weights.allennlp import save_allennlp
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import TrainState
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import TrainState
 
 Params = dict
 

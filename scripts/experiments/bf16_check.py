@@ -29,17 +29,17 @@ import jax
 import numpy as np
 
 from train.configs import pretrain_wikitext2
+from ulmfit_jax import optim
+from ulmfit_jax.batching import corpus as text_data
+from ulmfit_jax.batching.lm_stream import LMStream
 from ulmfit_jax.core.data.spec import DataSpec
-from ulmfit_jax.core.training.train_state import create_train_state
-from ulmfit_jax.data import corpus as text_data
-from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.core.runner.train_state import create_train_state
 from ulmfit_jax.models import awd_lstm
-from ulmfit_jax.training import optim
-from ulmfit_jax.training.lm_steps import (
+from ulmfit_jax.optim.param_groups import lm_param_groups
+from ulmfit_jax.stages.lm_steps import (
     evaluate_lm,
     make_lm_train_step,
 )
-from ulmfit_jax.training.param_groups import lm_param_groups
 
 DEFAULT_DATA = os.environ.get("ULMFIT_WIKITEXT2", "../shared/data/wikitext-2")
 

@@ -57,7 +57,7 @@ def tfidf_baseline(data: str, binary: bool) -> dict:
     """The baseline a practitioner tries first: TF-IDF word 1-2 grams + logistic regression on
     the same sentences, `C` chosen on the dev split (scikit-learn; deterministic, so one run)."""
     from ulmfit_jax.core.data.sst import read_sst
-    from ulmfit_jax.training.baselines import tfidf_logistic
+    from ulmfit_jax.stages.baselines import tfidf_logistic
 
     splits = {s: list(read_sst(data, s, binary=binary)) for s in ("train", "dev", "test")}
     texts = {s: [t for t, _ in rows] for s, rows in splits.items()}

@@ -41,10 +41,10 @@ import numpy as np
 
 def cell_data(config) -> dict:
     """The cell's numericalized documents and targets, as our classify stage reads them."""
+    from ulmfit_jax.batching import corpus
     from ulmfit_jax.core.data.classification import load_classification, load_test
     from ulmfit_jax.core.data.spec import DataSpec
-    from ulmfit_jax.data import corpus
-    from ulmfit_jax.training.lm_stage import cache_dir
+    from ulmfit_jax.stages.lm_stage import cache_dir
     from ulmfit_jax.weights.export import load_lm
 
     spec = DataSpec.from_config(config.data)

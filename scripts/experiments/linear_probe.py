@@ -27,14 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from train import reproduce
+from ulmfit_jax.batching import corpus
 from ulmfit_jax.core.data.classification import load_classification
 from ulmfit_jax.core.data.spec import DataSpec
-from ulmfit_jax.data import corpus
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.training.baselines import tfidf_logistic
-from ulmfit_jax.training.classifier_stage import model_config
-from ulmfit_jax.training.lm_stage import cache_dir
+from ulmfit_jax.stages.baselines import tfidf_logistic
+from ulmfit_jax.stages.classifier_stage import model_config
+from ulmfit_jax.stages.lm_stage import cache_dir
 from ulmfit_jax.weights.export import load_lm
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
+from ulmfit_jax.batching import corpus as text_data
+from ulmfit_jax.batching.classifier_batches import ClassifierBatches
+from ulmfit_jax.batching.lm_stream import LMStream
 from ulmfit_jax.core.data.readers import open_split
 from ulmfit_jax.core.data.spec import DataSpec
-from ulmfit_jax.data import corpus as text_data
-from ulmfit_jax.data.classifier_batches import ClassifierBatches
-from ulmfit_jax.data.lm_stream import LMStream
 
 
 def main():

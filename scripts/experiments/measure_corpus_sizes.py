@@ -14,10 +14,10 @@ import json
 
 import numpy as np
 
+from ulmfit_jax.batching import corpus
 from ulmfit_jax.core.data.readers import open_split
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import SHARED_DATA
-from ulmfit_jax.data import corpus
 
 
 def stats(docs, n_total: int) -> dict:

@@ -7,7 +7,7 @@ With `--config.init.workdir=''` the same classifier is trained from scratch (the
 """
 
 from train.configs.base import base_config, check_variant
-from ulmfit_jax.training.defaults import classifier_recipe
+from ulmfit_jax.stages.defaults import classifier_recipe
 
 
 def get_config(variant: str = ""):

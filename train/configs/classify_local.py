@@ -13,7 +13,7 @@ numbers. `--config.init.workdir=''` trains the same classifier from scratch.
 """
 
 from train.configs.base import base_config, check_variant
-from ulmfit_jax.training.defaults import classifier_recipe
+from ulmfit_jax.stages.defaults import classifier_recipe
 
 
 def get_config(variant: str = ""):

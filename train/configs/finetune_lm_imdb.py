@@ -8,7 +8,7 @@ groups, with discriminative learning rates and STLR.
 """
 
 from train.configs.base import base_config, check_variant
-from ulmfit_jax.training.defaults import lm_recipe
+from ulmfit_jax.stages.defaults import lm_recipe
 
 
 def get_config(variant: str = ""):

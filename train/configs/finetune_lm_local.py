@@ -9,7 +9,7 @@ Every document of `data.lm_splits` (default: train) is LM text, labelled or not;
 """
 
 from train.configs.base import base_config, check_variant
-from ulmfit_jax.training.defaults import lm_recipe
+from ulmfit_jax.stages.defaults import lm_recipe
 
 
 def get_config(variant: str = ""):

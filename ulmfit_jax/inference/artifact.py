@@ -72,7 +72,7 @@ class ArtifactPredictor:
 
     def predict_ids(self, docs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Outputs float32[n, n_outputs] for numericalized documents, in input order."""
-        from ulmfit_jax.data.classifier_batches import ClassifierBatches
+        from ulmfit_jax.batching.classifier_batches import ClassifierBatches
 
         config = self.config
         if len(docs) == 0:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import jax
 import numpy as np
 
-from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.runner import sharding
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 

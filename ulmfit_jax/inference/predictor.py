@@ -17,8 +17,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from ulmfit_jax.batching.classifier_batches import ClassifierBatches
 from ulmfit_jax.core.data.labels import LabelEncoder
-from ulmfit_jax.data.classifier_batches import ClassifierBatches
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
@@ -137,7 +137,7 @@ class Predictor:
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         # Imported here: the data layer pulls in TFDS, which `import ulmfit_jax` should not.
-        from ulmfit_jax.data import corpus as text_data
+        from ulmfit_jax.batching import corpus as text_data
 
         docs = text_data.tokenize_texts(list(texts), cache_dir=None, n_workers=1)
         return text_data.numericalize(docs, self.vocab)

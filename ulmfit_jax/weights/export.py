@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.text.vocab import Vocab

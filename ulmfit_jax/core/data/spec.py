@@ -180,7 +180,7 @@ class DataSpec:
 
 def data_config(**values: Any):
     """The `data` section of a config: `DataSpec`'s defaults with `values` changed, as a
-    ConfigDict. The config files and `ulmfit_jax.training.defaults` build theirs here, so a
+    ConfigDict. The config files and `ulmfit_jax.stages.defaults` build theirs here, so a
     default lives in one place.
 
     Example:

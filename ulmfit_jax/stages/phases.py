@@ -4,7 +4,7 @@ Every stage trains in *phases*: `(trainable_groups, epochs, lr)` triples, `train
 counting layer groups from the top (0 = all). Each phase starts a fresh optimiser state, as
 fastai's `freeze_to` does, with discriminative learning rates (`lr / lr_mult**k` for the k-th
 group below the top) and the configured schedule (STLR or 1cycle) over the phase's steps: the
-`GradualUnfreezing` callback of `ulmfit_jax.core.training.fit.fit`, which owns the epochs, the
+`GradualUnfreezing` callback of `ulmfit_jax.core.runner.fit.fit`, which owns the epochs, the
 exact resume, validation, the best epoch and early stopping.
 """
 
@@ -18,15 +18,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ulmfit_jax.core.training import fit, sharding
-from ulmfit_jax.core.training.callbacks import Callback
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import create_train_state, place_train_state
-from ulmfit_jax.data.lm_stream import LoaderState
-from ulmfit_jax.training import lr_find as lr_find_lib
-from ulmfit_jax.training import optim
-from ulmfit_jax.training.lm_steps import reset_lstm_state
+from ulmfit_jax import optim
+from ulmfit_jax.batching.lm_stream import LoaderState
+from ulmfit_jax.core.runner import fit, sharding
+from ulmfit_jax.core.runner.callbacks import Callback
+from ulmfit_jax.core.runner.run import Run
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import create_train_state, place_train_state
+from ulmfit_jax.optim import lr_find as lr_find_lib
+from ulmfit_jax.stages.lm_steps import reset_lstm_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,12 +198,12 @@ def fit_phases(
     lstm_state: Any = None,
     **fit_options: Any,
 ) -> fit.FitResult:
-    """Train through every phase of `config.phases` with `ulmfit_jax.core.training.fit.fit`,
+    """Train through every phase of `config.phases` with `ulmfit_jax.core.runner.fit.fit`,
     resuming exactly (see there): one optimiser (`make_phase_optimizer`) whose state each phase
     renews (`GradualUnfreezing`, called before the user's callbacks).
 
     Args:
-      make_step: `optimizer -> TrainStep` (`ulmfit_jax.core.training.step`).
+      make_step: `optimizer -> TrainStep` (`ulmfit_jax.core.runner.step`).
       loader: an `LMStream` or `ClassifierBatches`; epoch e is a pure function of its seed.
       mesh: the devices the state is placed on.
       lstm_state: the carried LSTM state of a streaming LM (None for classifiers); reset at

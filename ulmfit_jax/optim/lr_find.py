@@ -40,9 +40,9 @@ import jax
 import numpy as np
 import optax
 
-from ulmfit_jax.core.training.train_state import TrainState
-from ulmfit_jax.training import schedules
-from ulmfit_jax.training.optim import OptimizerState, hyperparams
+from ulmfit_jax.core.runner.train_state import TrainState
+from ulmfit_jax.optim import schedules
+from ulmfit_jax.optim.optimizer import OptimizerState, hyperparams
 
 SUGGESTIONS = ("valley", "slide", "minimum", "steep")
 _MIN_IT = 6  # fastai's LRFinder raises a smaller num_it to 6

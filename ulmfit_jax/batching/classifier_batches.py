@@ -29,7 +29,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ulmfit_jax.data.lm_stream import BatchIterator, DocumentsLike, LoaderState, flatten_documents
+from ulmfit_jax.batching.lm_stream import (
+    BatchIterator,
+    DocumentsLike,
+    LoaderState,
+    flatten_documents,
+)
 
 
 class ClassifierBatch(NamedTuple):
@@ -40,7 +45,7 @@ class ClassifierBatch(NamedTuple):
         lengths: int32[batch] real lengths (1 for filler rows, so pooling stays finite).
         labels: int32[batch] class ids (0 for filler rows).
         indices: int32[batch] input position of each row; -1 marks a filler row.
-        trainable: the training step's per-group flags (`ulmfit_jax.training.optim`), set by
+        trainable: the training step's per-group flags (`ulmfit_jax.optim.optimizer`), set by
             the training loop for the phase; None from the loader.
     """
 

@@ -1,11 +1,11 @@
 """Language-model training and evaluation steps (ULMFiT stages 1 and 2).
 
-The training state is one pytree (`ulmfit_jax.core.training.train_state.TrainState`, its
+The training state is one pytree (`ulmfit_jax.core.runner.train_state.TrainState`, its
 `lstm_state` the stream's carried `((h, c), ...)`, one pair per layer), so a checkpoint of it
 resumes a run exactly.
 
 `make_lm_train_step` returns a `TrainStep` (`(state, LMBatch) -> (state, metrics)`, the state
-donated), over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them):
+donated), over a mesh of devices (`ulmfit_jax.core.runner.sharding`; default: all of them):
 parameters, optimiser state, step and key replicated, the batch and the carried LSTM state split by
 rows. The loss is fastai's: cross-entropy over real positions, plus AR/TAR in training;
 variable-length windows arrive right-padded with `lengths` and are masked; the learning rate
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import TrainState
-from ulmfit_jax.data.lm_stream import LMBatch
+from ulmfit_jax.batching.lm_stream import LMBatch
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import TrainState
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 
@@ -60,7 +60,7 @@ def make_lm_train_step(
 ) -> TrainStep:
     """A `TrainStep` `(state, LMBatch) -> (state, metrics)`, jitted with the state donated.
 
-    `optimizer` is `ulmfit_jax.training.optim.make_optimizer(...)`; the batch's `trainable`
+    `optimizer` is `ulmfit_jax.optim.optimizer.make_optimizer(...)`; the batch's `trainable`
     holds its per-group flags (traced, so every phase of gradual unfreezing shares one
     compilation) and its `lr_scale` multiplies the step's updates.
 

@@ -21,7 +21,7 @@ uninterrupted one. Killed inside an epoch, the epoch continues from its last che
 at an epoch's end (its checkpoint written), the loop restores that state, ends the epoch (its
 validation, if the kill came first, and its callbacks), and goes on, which at a phase boundary
 starts the next phase exactly as an uninterrupted run does. Callbacks' `state_dict()`s are saved
-with each checkpoint and given back on resume (`ulmfit_jax.core.training.callbacks`).
+with each checkpoint and given back on resume (`ulmfit_jax.core.runner.callbacks`).
 
 Test once: with a `test` function, the best epoch's parameters are scored on the test split once,
 after training (`test/*` metrics, reported apart: they choose nothing). The stages pass one when
@@ -35,10 +35,10 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ulmfit_jax.core.training.best import BestKeeper
-from ulmfit_jax.core.training.callbacks import CallbackList
-from ulmfit_jax.core.training.run import Run, train_loop
-from ulmfit_jax.core.training.train_state import step_of
+from ulmfit_jax.core.runner.best import BestKeeper
+from ulmfit_jax.core.runner.callbacks import CallbackList
+from ulmfit_jax.core.runner.run import Run, train_loop
+from ulmfit_jax.core.runner.train_state import step_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,7 @@ def fit(
         epochs without improvement.
       test: `params -> metrics`, scored once on the best epoch's parameters at the end.
       describe: how a log line shows the validation metrics.
-      callbacks: `ulmfit_jax.core.training.callbacks` objects, called in order.
+      callbacks: `ulmfit_jax.core.runner.callbacks` objects, called in order.
       meta: JSON metadata saved with every checkpoint.
       reset_state: `state -> state` at the start of every epoch (a carried LSTM state's reset).
       count_tokens: the tokens of a batch, for the `tokens_per_s` metric.

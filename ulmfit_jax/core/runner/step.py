@@ -1,6 +1,6 @@
 """The one step contract of every training program: `(state, batch) -> (state, metrics)`.
 
-`state` is a `TrainState` (`ulmfit_jax.core.training.train_state`); `batch` is a NamedTuple
+`state` is a `TrainState` (`ulmfit_jax.core.runner.train_state`); `batch` is a NamedTuple
 holding everything that varies from step to step: the arrays of this host's rows (tokens,
 targets, lengths, masks, weights) and the per-step scalars and flags (the learning-rate scale of
 a variable-length window, the trainable layer groups of a phase of gradual unfreezing). A step
@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.train_state import TrainState
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.train_state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

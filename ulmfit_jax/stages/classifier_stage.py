@@ -19,23 +19,23 @@ from typing import Any
 import jax
 import numpy as np
 
+from ulmfit_jax.batching import corpus
+from ulmfit_jax.batching.classifier_batches import ClassifierBatches
 from ulmfit_jax.core.data.classification import ClassificationData, load_classification
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import Table
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.data import corpus
-from ulmfit_jax.data.classifier_batches import ClassifierBatches
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.run import Run
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.inference.metrics import classification_metrics
 from ulmfit_jax.inference.saved_outputs import save_test_outputs
 from ulmfit_jax.models import classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.training import param_groups
-from ulmfit_jax.training.classifier_steps import make_classifier_train_step
-from ulmfit_jax.training.lm_stage import cache_dir
-from ulmfit_jax.training.phases import find_lr, fit_phases
+from ulmfit_jax.optim import param_groups
+from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
+from ulmfit_jax.stages.lm_stage import cache_dir
+from ulmfit_jax.stages.phases import find_lr, fit_phases
 from ulmfit_jax.weights.export import export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
@@ -109,7 +109,7 @@ def classify_stage(
 ) -> dict:
     """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
     `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files;
-    `callbacks` are the training loop's (`ulmfit_jax.core.training.callbacks`)."""
+    `callbacks` are the training loop's (`ulmfit_jax.core.runner.callbacks`)."""
     spec = DataSpec.from_config(config.data)
     data = load_classification(spec, seed=config.seed, tables=tables)
     encoder = data.encoder

@@ -116,8 +116,8 @@ def run_program(
 
     def checked_main(args: list[str]) -> None:
         # Imported here, not at the top: `--help` should not wait for JAX.
-        from ulmfit_jax.core.training.run import Preempted
-        from ulmfit_jax.core.training.workdir import WorkdirInUse
+        from ulmfit_jax.core.runner.run import Preempted
+        from ulmfit_jax.core.runner.workdir import WorkdirInUse
 
         # Errors of user input: a config value the code refuses; a file that is missing,
         # unreadable or corrupt; a workdir that is read-only or held by another run.

@@ -6,7 +6,7 @@ unfreezing.
     updates, opt_state = tx.update(grads, opt_state, params, trainable=trainable_groups(labels, 1))
     params = optax.apply_updates(params, updates)
 
-`labels` is `param_groups(params)` (`ulmfit_jax.training.param_groups`): "group_0" (bottom) ..
+`labels` is `param_groups(params)` (`ulmfit_jax.optim.param_groups`): "group_0" (bottom) ..
 "group_{top}", and "batch_stats" for BatchNorm running statistics, which the optimiser never
 changes. The pieces, each matching fastai 2.8 (tests/test_optim.py replays fastai runs):
 
@@ -59,8 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ulmfit_jax.training import schedules
-from ulmfit_jax.training.param_groups import BATCH_STATS, group_names
+from ulmfit_jax.optim import schedules
+from ulmfit_jax.optim.param_groups import BATCH_STATS, group_names
 
 SCHEDULES = ("stlr", "one_cycle", "constant")
 _TRAIN_BN = ":train_bn"  # suffix of the partition holding a group's BatchNorm weights

@@ -32,7 +32,7 @@ from typing import Any
 
 import jax
 
-from ulmfit_jax.core.training.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
 
 # Which way is better, by metric name (the part before any "/"); others: lower is better.
 HIGHER_IS_BETTER = ("accuracy", "f1_macro", "f1", "precision", "recall")

@@ -4,7 +4,7 @@ Shared by the ULMFiT and ELMo training programs. A workdir belongs to one run:
 
     WORKDIR/.lock           the live run holding the workdir (pid, host, start, command)
     WORKDIR/run.json        what ran here: program, stage, config, accepted resume changes
-    WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.core.training.checkpointing), or
+    WORKDIR/checkpoints/    orbax steps (see ulmfit_jax.core.runner.checkpointing), or
                             `checkpoint_dir`
     WORKDIR/metrics.jsonl   one JSON object per logged step or evaluation
     WORKDIR/tensorboard/    the same scalars as TensorBoard event files
@@ -12,7 +12,7 @@ Shared by the ULMFiT and ELMo training programs. A workdir belongs to one run:
 A second run on a workdir a live run holds is refused at once (`WorkdirInUse`); a resume whose
 config differs from run.json's in a key that changes the result is refused, naming the keys,
 unless `resume_changed=True` accepts the differences (recorded in run.json and metrics.jsonl;
-see `ulmfit_jax.core.training.workdir`).
+see `ulmfit_jax.core.runner.workdir`).
 
 `train_loop` runs a jitted step over a resumable batch iterator. Its `state` pytree (params,
 optimiser state, RNG key data, carried LSTM state, step) and the iterator's position are
@@ -40,9 +40,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from ulmfit_jax.core.training import workdir as workdir_lib
-from ulmfit_jax.core.training.checkpointing import Checkpointer
-from ulmfit_jax.core.training.train_state import step_of
+from ulmfit_jax.core.runner import workdir as workdir_lib
+from ulmfit_jax.core.runner.checkpointing import Checkpointer
+from ulmfit_jax.core.runner.train_state import step_of
 
 
 class Preempted(Exception):

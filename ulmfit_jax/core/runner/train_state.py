@@ -4,7 +4,7 @@
                lstm_state=...)   # only for streams that carry their LSTM state across batches
 
 Checkpointing it together with the data position resumes a run bit for bit
-(`ulmfit_jax.core.training.run.train_loop`). On a mesh, everything is replicated except the
+(`ulmfit_jax.core.runner.run.train_loop`). On a mesh, everything is replicated except the
 carried LSTM state, which is split by rows like the batch (its batch axis is 0 for the
 AWD-LSTM's `((h, c), ...)`, 2 for ELMo's `[layer, direction, batch, ...]`).
 
@@ -17,7 +17,7 @@ Example (flax's `examples/lm1b` `TrainState.apply_gradients`):
     state = state.apply_gradients(grads, optimizer, next_key)
 
 The optimiser is an argument of `apply_gradients`, not a field: the stages swap its state
-between phases of gradual unfreezing (`ulmfit_jax.training.optim.new_stage`) while one jitted
+between phases of gradual unfreezing (`ulmfit_jax.optim.optimizer.new_stage`) while one jitted
 step serves them all, and a checkpoint template need not carry functions.
 """
 
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ulmfit_jax.core.training import sharding
+from ulmfit_jax.core.runner import sharding
 
 
 class TrainState(struct.PyTreeNode):
@@ -70,7 +70,7 @@ class TrainState(struct.PyTreeNode):
         """The next state: step + 1, the optimiser's update applied to the parameters, its new
         state, `next_key`'s data, and the fields in `replaced` (e.g. the carried `lstm_state`).
 
-        `trainable`: the per-group flags of `ulmfit_jax.training.optim`'s optimisers, passed to
+        `trainable`: the per-group flags of `ulmfit_jax.optim.optimizer`'s optimisers, passed to
         `optimizer.update` (None: an optimiser without them). `lr_scale`: a scalar multiplying
         the updates (the AWD-LSTM's variable-length windows).
         """

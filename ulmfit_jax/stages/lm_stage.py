@@ -7,7 +7,7 @@
                  model (`init.pretrained`, e.g. "wt103_fwd"; `ulmfit_jax.weights.pretrained`),
                  moved onto the target vocabulary like fastai's `match_embeds`
 
-Both train in phases (`ulmfit_jax.training.phases`) and export their final parameters
+Both train in phases (`ulmfit_jax.stages.phases`) and export their final parameters
 (`ulmfit_jax.weights.export`).
 """
 
@@ -20,18 +20,18 @@ from typing import Any
 
 import jax
 
+from ulmfit_jax.batching import corpus
+from ulmfit_jax.batching.lm_stream import LMStream
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.paths import DEFAULT_CACHE
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.run import Run
-from ulmfit_jax.data import corpus
-from ulmfit_jax.data.lm_stream import LMStream
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.run import Run
 from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
+from ulmfit_jax.optim import param_groups
+from ulmfit_jax.stages.lm_steps import evaluate_lm, make_lm_train_step
+from ulmfit_jax.stages.phases import find_lr, fit_phases
 from ulmfit_jax.text.vocab import Vocab
-from ulmfit_jax.training import param_groups
-from ulmfit_jax.training.lm_steps import evaluate_lm, make_lm_train_step
-from ulmfit_jax.training.phases import find_lr, fit_phases
 from ulmfit_jax.weights import fastai, pretrained
 from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
 
@@ -83,7 +83,7 @@ def lm_stage(
     callbacks: Sequence[Any] = (),
 ) -> dict:
     """`pretrain` or `finetune_lm`; returns the best epoch's validation metrics. `callbacks`:
-    the training loop's (`ulmfit_jax.core.training.callbacks`)."""
+    the training loop's (`ulmfit_jax.core.runner.callbacks`)."""
     stage = config.stage
     check_init(config)
     spec = DataSpec.from_config(config.data)

@@ -22,7 +22,7 @@ Options:
 * `backward`: every document reversed, for the backward model of a bidirectional ULMFiT.
 * `shard_index, shard_count`: each host materialises only its rows `[i * b, (i + 1) * b)`
   (`b = batch_size // shard_count`) of the global batch, which assembled in host order is the
-  single-host batch (`ulmfit_jax.core.training.sharding.put_batch`). The mesh orders devices host by
+  single-host batch (`ulmfit_jax.core.runner.sharding.put_batch`). The mesh orders devices host by
   host, so every device holds the same rows, and their carried LSTM state, at every step.
 * Resuming: an epoch is a pure function of `(seed, epoch)`; `LoaderState(epoch, step, seed)`
   restores the exact next batch (see `BatchIterator`).
@@ -193,7 +193,7 @@ class LMBatch(NamedTuple):
         lengths: int32[batch], all `seq_len` (the same masking input as classifier batches).
         seq_len: Real (unpadded) window length.
         lr_scale: `seq_len / bptt` with `variable_bptt`, else 1.0.
-        trainable: the training step's per-group flags (`ulmfit_jax.training.optim`), set by
+        trainable: the training step's per-group flags (`ulmfit_jax.optim.optimizer`), set by
             the training loop for the phase; None from the stream.
     """
 

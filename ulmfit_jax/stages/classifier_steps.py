@@ -1,12 +1,12 @@
 """Classifier training and evaluation steps (ULMFiT stage 3).
 
-The state is a `TrainState` without a carried LSTM state (see ulmfit_jax.training.lm_steps).
+The state is a `TrainState` without a carried LSTM state (see ulmfit_jax.stages.lm_steps).
 The loss is cross-entropy plus fastai's AR/TAR on the encoder outputs that BPT3C keeps (fastai's
 `TextLearner` uses alpha=2, beta=1 for classifiers too; here the means run over the kept real
 steps, so they do not depend on padding). BatchNorm running statistics are written back after
 each step; the optimiser must leave them alone (they are labelled "batch_stats").
 
-Steps run over a mesh of devices (`ulmfit_jax.core.training.sharding`; default: all of them), the
+Steps run over a mesh of devices (`ulmfit_jax.core.runner.sharding`; default: all of them), the
 batch split by rows and everything else replicated; BatchNorm's batch statistics are those of the
 global batch (what one device computes). Evaluation lives in `ulmfit_jax.inference.batch_predict`.
 """
@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ulmfit_jax.core.training import sharding
-from ulmfit_jax.core.training.step import TrainStep
-from ulmfit_jax.core.training.train_state import TrainState
-from ulmfit_jax.data.classifier_batches import ClassifierBatch
+from ulmfit_jax.batching.classifier_batches import ClassifierBatch
+from ulmfit_jax.core.runner import sharding
+from ulmfit_jax.core.runner.step import TrainStep
+from ulmfit_jax.core.runner.train_state import TrainState
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.classifier import ClassifierConfig
 
@@ -78,7 +78,7 @@ def make_classifier_train_step(
     """A `TrainStep` `(state, ClassifierBatch) -> (state, metrics)`, jitted with the state
     donated.
 
-    The batch's `trainable` holds `ulmfit_jax.training.optim`'s per-group flags (traced: one
+    The batch's `trainable` holds `ulmfit_jax.optim.optimizer`'s per-group flags (traced: one
     compilation serves every phase of gradual unfreezing); its filler rows (index -1) weigh 0
     in the loss. `loss` / `class_weights`: see `make_task_loss`; `labels` has that loss's shape.
 

@@ -174,7 +174,7 @@ def check_batch(mesh: Mesh, batch_size: int, what: str = "batch size") -> None:
     if batch_size % mesh.size:
         raise ValueError(
             f"{what} {batch_size} does not split over the {mesh.size} devices of the mesh: use a "
-            f"multiple of {mesh.size}, or a mesh of fewer devices (ulmfit_jax.core.training."
+            f"multiple of {mesh.size}, or a mesh of fewer devices (ulmfit_jax.core.runner."
             f"sharding.make_mesh(jax.devices()[:n]))"
         )
 

@@ -1,4 +1,4 @@
-"""Callbacks of the training loop (`ulmfit_jax.core.training.fit.fit`), fastai- and Keras-style.
+"""Callbacks of the training loop (`ulmfit_jax.core.runner.fit.fit`), fastai- and Keras-style.
 
 A callback is an object with any of these methods (subclass `Callback` to inherit no-ops):
 
