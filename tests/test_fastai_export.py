@@ -164,3 +164,33 @@ def test_fastai_gives_our_logits_for_a_model_made_here(tmp_path):
         theirs = model(torch.from_numpy(tokens))[0].numpy()
     ours, _ = ulmfit_jax.lm_apply(params, config, tokens)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
+
+
+def test_fastai_pth_through_a_model_folder_and_back_into_fastai(fastai_fixture, tmp_path):
+    """fastai .pth in -> model folder -> fastai .pth out -> fastai's logits are ours."""
+    text = pytest.importorskip("fastai.text.all")
+    import dataclasses
+
+    import torch
+
+    from ulmfit_jax.weights.folder import load_language_model, save_pretrained
+
+    root, expected = fastai_fixture
+    params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
+    meta = {"stage": "converted_lm", "model": dataclasses.asdict(config), "vocab": itos}
+    folder = save_pretrained(tmp_path / "folder", params, meta)
+    again, config_again, vocab, _ = load_language_model(folder)
+    assert_trees_equal(again, params)
+    save_fastai_lm(again, config_again, vocab.itos, tmp_path / "out.pth", tmp_path / "itos.pkl")
+    arch = dict(text.awd_lstm_lm_config, emb_sz=config.emb_sz, n_hid=config.n_hid)
+    arch["n_layers"] = config.n_layers
+    model = text.get_language_model(text.AWD_LSTM, config.vocab_size, config=arch)
+    model.load_state_dict(torch.load(tmp_path / "out.pth"))
+    model.eval()
+    model.reset()
+    tokens = expected["lm_tokens"][:, :10]
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(np.asarray(tokens, np.int64)))[0].numpy()
+    np.testing.assert_allclose(theirs, expected["lm_logits"][0], atol=ATOL, rtol=0)
+    ours, _ = ulmfit_jax.lm_apply(params, config, tokens)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
