@@ -248,3 +248,31 @@ class ClassifierBatches:
     ) -> BatchIterator:
         """A resumable iterator over epochs, starting at `state` (epoch 0, step 0 if `None`)."""
         return BatchIterator(self, state or LoaderState(seed=self.seed), num_epochs)
+
+
+def prediction_batches(
+    docs: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    pad_multiple: int,
+    backward: bool = False,
+    max_len: int | None = None,
+) -> ClassifierBatches:
+    """Every document once, in the evaluation order, with no labels: what a predictor runs.
+
+    Args:
+        docs: Numericalized documents, 1-D int arrays.
+        batch_size, pad_multiple, backward, max_len: As `ClassifierBatches`.
+
+    Returns:
+        Unshuffled batches that keep the last partial one; `batch.indices` (-1 on padding rows)
+        put the outputs back in input order.
+    """
+    return ClassifierBatches(
+        list(docs),
+        batch_size=batch_size,
+        shuffle=False,
+        pad_multiple=pad_multiple,
+        backward=backward,
+        max_len=max_len,
+    )
