@@ -22,9 +22,8 @@ def _docs(fastai_batching):
 @pytest.mark.parametrize("backward", [False, True])
 def test_fixed_bptt_matches_fastai_lmdataloader(fastai_batching, bs, sl, backward):
     key = f"lm_bs{bs}_sl{sl}_{'bwd' if backward else 'fwd'}"
-    stream = LMStream(
-        _docs(fastai_batching), batch_size=bs, bptt=sl, shuffle=False, backward=backward
-    )
+    docs = _docs(fastai_batching)
+    stream = LMStream(docs, batch_size=bs, bptt=sl, shuffle=False, backward=backward)
     batches = list(stream.epoch_batches(0))
     assert len(batches) == int(fastai_batching[f"{key}_num"]) == stream.num_batches()
     for k, b in enumerate(batches):
@@ -36,14 +35,7 @@ def test_fixed_bptt_matches_fastai_lmdataloader(fastai_batching, bs, sl, backwar
         assert b.tokens.shape == (bs, sl) and b.tokens.dtype == np.int32
         assert (b.tokens[:, b.seq_len :] == 1).all() and (b.lengths == b.seq_len).all()
     # pad_last=False gives fastai's exact shapes.
-    raw = LMStream(
-        _docs(fastai_batching),
-        batch_size=bs,
-        bptt=sl,
-        shuffle=False,
-        backward=backward,
-        pad_last=False,
-    )
+    raw = LMStream(docs, batch_size=bs, bptt=sl, shuffle=False, backward=backward, pad_last=False)
     assert [b.tokens.shape for b in raw.epoch_batches(0)] == [
         fastai_batching[f"{key}_x{k}"].shape for k in range(len(batches))
     ]
