@@ -112,7 +112,6 @@ def _batch(size: dict):
 
 def measure_jax(size: dict, variant: str, steps: int) -> dict:
     """Time the train step on one batch of random documents; `variant` is "jax IMPL [DTYPE]"."""
-    import jax
     import jax.numpy as jnp
 
     from ulmfit_jax.batching.classifier_batches import ClassifierBatch
@@ -122,13 +121,7 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     tokens, lengths, labels = (jnp.asarray(a) for a in _batch(size))
     indices = jnp.arange(size["batch"], dtype=jnp.int32)
     batch = ClassifierBatch(tokens, lengths, labels, indices, trainable)
-    carry = {"state": state}
-
-    def one():
-        carry["state"], metrics = step(carry["state"], batch)
-        jax.block_until_ready(metrics)
-
-    return _common.time_steps(one, steps)
+    return _common.time_train_step(step, state, batch, steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,8 +153,7 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
     n_chunks = size["width"] // bptt
     keep_from = max(n_chunks * bptt - size["max_len"], 0)  # approximate: all docs end in chunk
 
-    def one():
-        opt.zero_grad()
+    def loss_of_step():
         hidden = encoder.zero_hidden(batch)
         outputs = []
         for chunk in range(n_chunks):
@@ -179,13 +171,9 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
             x = lin(F.dropout(bn(x), head_ps[k]))
             if k != len(lins) - 1:
                 x = F.relu(x)
-        loss = F.cross_entropy(x, labels)
-        loss = loss + 2.0 * out.pow(2).mean() + (out[:, 1:] - out[:, :-1]).pow(2).mean()
-        loss.backward()
-        opt.step()
-        _common.torch_sync(device)
+        return F.cross_entropy(x, labels) + _common.ar_tar(out, out)
 
-    return _common.time_steps(one, steps)
+    return _common.time_torch_train_step(loss_of_step, opt, device, steps)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,20 @@ def time_steps(step: Callable[[], None], steps: int) -> dict:
     return {"first_s": first, "second_s": second, "step_s": median, "min_s": fastest}
 
 
+def time_train_step(step: Callable, state, batch, steps: int) -> dict:
+    """`time_steps` of a `(state, batch) -> (state, metrics)` train step on one fixed batch,
+    each call taking the state the previous one returned (a donated state cannot be reused)."""
+    import jax
+
+    carry = {"state": state}
+
+    def one():
+        carry["state"], metrics = step(carry["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return time_steps(one, steps)
+
+
 def matmul_peak_flops(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
     """Measured `n x n` matmul throughput of the default JAX device in FLOP/s (best of repeats)."""
     import jax
@@ -119,6 +133,25 @@ def torch_sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def time_torch_train_step(loss_of_step: Callable, opt, device: str, steps: int) -> dict:
+    """`time_steps` of a PyTorch training step: `loss_of_step()` (the forward pass, a scalar
+    loss tensor), its backward pass and `opt.step()`, then a device sync."""
+
+    def one():
+        opt.zero_grad()
+        loss_of_step().backward()
+        opt.step()
+        torch_sync(device)
+
+    return time_steps(one, steps)
+
+
+def ar_tar(dropped, raw):
+    """fastai's activation (alpha 2) and temporal activation (beta 1) regularisation of a
+    PyTorch LSTM's outputs float[batch, time, emb]: `dropped` after its output dropout."""
+    return 2.0 * dropped.pow(2).mean() + (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
 
 
 # --------------------------------------------------------------------------------------------

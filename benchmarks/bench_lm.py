@@ -99,7 +99,6 @@ def make_step(size: dict, impl: str = "custom_vjp", dtype: str | None = None):
 
 def measure_jax(size: dict, variant: str, steps: int) -> dict:
     """Time the train step on random tokens; `variant` is "jax IMPL [DTYPE]"."""
-    import jax
     import jax.numpy as jnp
 
     from ulmfit_jax.batching.lm_stream import LMBatch
@@ -111,13 +110,7 @@ def measure_jax(size: dict, variant: str, steps: int) -> dict:
     x, y = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
     lengths = jnp.full((size["batch"],), size["bptt"], jnp.int32)
     batch = LMBatch(x, y, lengths, size["bptt"], 1.0, trainable)
-    carry = {"state": state}
-
-    def one():
-        carry["state"], metrics = step(carry["state"], batch)
-        jax.block_until_ready(metrics)
-
-    return _common.time_steps(one, steps)
+    return _common.time_train_step(step, state, batch, steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,20 +133,15 @@ def measure_torch(size: dict, variant: str, steps: int, device: str = "cpu") -> 
     tokens = torch.randint(0, vocab, (batch, bptt + 1), device=dev)
     hidden = encoder.zero_hidden(batch)
 
-    def one():
+    def loss_of_step():
         nonlocal hidden
-        opt.zero_grad()
-        raw, new_hidden = encoder(tokens[:, :-1], hidden, p)
+        raw, hidden = encoder(tokens[:, :-1], hidden, p)
         dropped = locked_dropout(raw, p["output_p"])
         logits = dropped @ encoder.emb.t() + dec_bias
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].flatten())
-        loss = loss + 2.0 * dropped.pow(2).mean() + (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
-        loss.backward()
-        opt.step()
-        hidden = new_hidden
-        _common.torch_sync(device)
+        return loss + _common.ar_tar(dropped, raw)
 
-    return _common.time_steps(one, steps)
+    return _common.time_torch_train_step(loss_of_step, opt, device, steps)
 
 
 # --------------------------------------------------------------------------------------------

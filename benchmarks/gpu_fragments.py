@@ -97,19 +97,38 @@ def _time_steps(step_fn, state, batches, steps: int) -> dict:
     return {"first_s": first, "step_s": step_s, "compile_s": max(first - step_s, 0.0)}
 
 
+def _first_phase_step(config, model, params, labels, make_train_step, **state_kwargs):
+    """The first phase's real train step (as the stage builds it), on the config's mesh.
+
+    Returns:
+      `(step, state, trainable, mesh)`: the step of `make_train_step` (`make_lm_train_step` or
+      `make_classifier_train_step`), its starting state (`state_kwargs` to
+      `create_train_state`), the phase's trainable flags and the mesh.
+    """
+    from ulmfit_jax import optim
+    from ulmfit_jax.core.runner import sharding
+    from ulmfit_jax.core.runner.train_state import create_train_state
+    from ulmfit_jax.stages.phases import make_phase_optimizer, phases
+
+    train = config.train
+    first = phases(config)[0]
+    optimizer = make_phase_optimizer(config, labels, first, 1000)
+    mesh = sharding.mesh_for_batch(train.batch_size, train.num_devices)
+    step = make_train_step(model, optimizer, alpha=train.alpha, beta=train.beta, mesh=mesh)
+    trainable = optim.trainable_groups(labels, first.trainable_groups or None)
+    state = create_train_state(params, optimizer, seed=0, **state_kwargs)
+    return step, state, trainable, mesh
+
+
 def lm_fragment(config, vocab_size: int, steps: int) -> dict:
     """`steps` steps of the pretraining stage's real LM train step on random token ids."""
     import jax
 
-    from ulmfit_jax import optim
     from ulmfit_jax.batching.lm_stream import LMStream
-    from ulmfit_jax.core.runner import sharding
-    from ulmfit_jax.core.runner.train_state import create_train_state
     from ulmfit_jax.models import awd_lstm
     from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
     from ulmfit_jax.optim import param_groups
     from ulmfit_jax.stages.lm_steps import make_lm_train_step
-    from ulmfit_jax.stages.phases import make_phase_optimizer, phases
 
     t = config.train
     m = config.model  # as `lm_stage.lm_config`, whose module imports the data pipeline (TFDS)
@@ -119,14 +138,10 @@ def lm_fragment(config, vocab_size: int, steps: int) -> dict:
     )  # fmt: skip
     params = awd_lstm.init_lm_params(jax.random.key(0), model)
     labels = param_groups.lm_param_groups(params)
-    first = phases(config)[0]
-    optimizer = make_phase_optimizer(config, labels, first, 1000)
-    mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
-    step = make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
-    trainable = optim.trainable_groups(labels, first.trainable_groups or None)
-    state = create_train_state(
-        params, optimizer, seed=0, lstm_state=awd_lstm.zero_state(model, t.batch_size)
-    )
+    step, state, trainable, mesh = _first_phase_step(
+        config, model, params, labels, make_lm_train_step,
+        lstm_state=awd_lstm.zero_state(model, t.batch_size),
+    )  # fmt: skip
     rng = np.random.default_rng(0)
     n_tokens = (steps + 3) * t.batch_size * (t.bptt + 1)
     docs = [rng.integers(2, vocab_size, n_tokens, dtype=np.int32)]
@@ -148,15 +163,11 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
     """`steps` steps of the IMDb classifier stage's real train step on batches of `width`."""
     import jax
 
-    from ulmfit_jax import optim
     from ulmfit_jax.batching.classifier_batches import ClassifierBatches
-    from ulmfit_jax.core.runner import sharding
-    from ulmfit_jax.core.runner.train_state import create_train_state
     from ulmfit_jax.models import classifier
     from ulmfit_jax.models.classifier import ClassifierConfig
     from ulmfit_jax.optim import param_groups
     from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
-    from ulmfit_jax.stages.phases import make_phase_optimizer, phases
 
     t, m = config.train, config.model
     model = ClassifierConfig(
@@ -166,12 +177,9 @@ def classifier_fragment(config, vocab_size: int, width: int, steps: int) -> dict
     )  # fmt: skip
     params = classifier.init_classifier_params(jax.random.key(0), model)
     labels = param_groups.classifier_param_groups(params)
-    first = phases(config)[0]
-    optimizer = make_phase_optimizer(config, labels, first, 1000)
-    mesh = sharding.mesh_for_batch(t.batch_size, t.num_devices)
-    step = make_classifier_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
-    trainable = optim.trainable_groups(labels, first.trainable_groups or None)
-    state = create_train_state(params, optimizer, seed=0)
+    step, state, trainable, _ = _first_phase_step(
+        config, model, params, labels, make_classifier_train_step
+    )
     rng = np.random.default_rng(0)
     n_docs = (steps + 3) * t.batch_size
     # Every document pads to `width`: lengths in its last chunk of bptt.

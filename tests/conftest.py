@@ -78,6 +78,14 @@ def tiny_pretrain_command():
 
 
 @pytest.fixture(scope="session")
+def fastai_batching(fixtures_dir):
+    """fastai's reference batch layouts: LMDataLoader windows and SortedDL orders (npz arrays)."""
+    import numpy as np
+
+    return np.load(fixtures_dir / "data" / "fastai_batching.npz")
+
+
+@pytest.fixture(scope="session")
 def fastai_fixture(fixtures_dir):
     """`(folder, expected arrays)` of fastai's reference models (scripts/fixtures)."""
     import numpy as np

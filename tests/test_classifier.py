@@ -49,27 +49,29 @@ def test_padding_beyond_the_document_changes_nothing(params):
     np.testing.assert_allclose(batched[0], alone[0], atol=1e-6)
 
 
+def _torch_head_block(torch, block):
+    """PyTorch's BatchNorm1d and bias-free Linear of one head block (`params["head"]["layer_i"]`,
+    kernel float[n_in, n_out]), BatchNorm's bias set to the head's 1e-3 as fastai's init."""
+    n_in, n_out = block["linear"]["kernel"].shape
+    bn = torch.nn.BatchNorm1d(n_in)
+    lin = torch.nn.Linear(n_in, n_out, bias=False)
+    with torch.no_grad():
+        bn.bias.fill_(1e-3)
+        lin.weight.copy_(torch.tensor(np.asarray(block["linear"]["kernel"]).T))
+    return bn, lin
+
+
 def test_training_batch_norm_matches_torch(params):
     torch = pytest.importorskip("torch")
     config = dataclasses.replace(CONFIG, output_p=0.0, ps=(0.0,))
     pooled = jnp.asarray(np.random.default_rng(0).normal(size=(7, 18)), jnp.float32)
     logits, stats = classifier.head_apply(params["head"], config, pooled, jax.random.key(0))
-    bn = torch.nn.BatchNorm1d(18)
-    with torch.no_grad():
-        bn.bias.fill_(1e-3)
-    lin = torch.nn.Linear(18, 5, bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor(np.asarray(params["head"]["layer_0"]["linear"]["kernel"]).T))
+    bn, lin = _torch_head_block(torch, params["head"]["layer_0"])
     hidden = torch.relu(lin(bn(torch.tensor(np.asarray(pooled)))))
     np.testing.assert_allclose(stats["layer_0"]["mean"], bn.running_mean.numpy(), atol=1e-6)
     np.testing.assert_allclose(stats["layer_0"]["var"], bn.running_var.numpy(), atol=1e-6)
     # The first block's output feeds the second; compare through the full head.
-    bn2 = torch.nn.BatchNorm1d(5)
-    with torch.no_grad():
-        bn2.bias.fill_(1e-3)
-    lin2 = torch.nn.Linear(5, 3, bias=False)
-    with torch.no_grad():
-        lin2.weight.copy_(torch.tensor(np.asarray(params["head"]["layer_1"]["linear"]["kernel"]).T))
+    bn2, lin2 = _torch_head_block(torch, params["head"]["layer_1"])
     expected = lin2(bn2(hidden)).detach().numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     merged = ulmfit_jax.merge_batch_stats(params, stats)

@@ -11,11 +11,6 @@ from ulmfit_jax.batching.classifier_batches import (
 from ulmfit_jax.batching.lm_stream import LoaderState
 
 
-@pytest.fixture(scope="module")
-def fastai(fixtures_dir):
-    return np.load(fixtures_dir / "data" / "fastai_batching.npz")
-
-
 def _docs(lengths, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.integers(2, 1000, n).astype(np.int32) for n in lengths], rng.integers(
@@ -23,12 +18,14 @@ def _docs(lengths, seed=0):
     )
 
 
-def test_training_order_matches_fastai_sorteddl(fastai):
-    lengths, bs = fastai["cls_lengths"], int(fastai["cls_bs"])
-    order = sorted_batch_order(lengths, bs, fastai["cls_perm"], fastai["cls_batch_perm"])
-    np.testing.assert_array_equal(order, fastai["cls_train_order"])
+def test_training_order_matches_fastai_sorteddl(fastai_batching):
+    lengths, bs = fastai_batching["cls_lengths"], int(fastai_batching["cls_bs"])
+    order = sorted_batch_order(
+        lengths, bs, fastai_batching["cls_perm"], fastai_batching["cls_batch_perm"]
+    )
+    np.testing.assert_array_equal(order, fastai_batching["cls_train_order"])
     # fastai drops the final partial batch of a training epoch; so do we.
-    expected = fastai["cls_train_batches"]
+    expected = fastai_batching["cls_train_batches"]
     docs, _ = _docs(lengths)
     batches = ClassifierBatches(docs, batch_size=bs, seed=0)
     assert batches.num_batches() == len(expected)
@@ -37,11 +34,11 @@ def test_training_order_matches_fastai_sorteddl(fastai):
     assert first.lengths.max() == lengths.max()
 
 
-def test_evaluation_order_matches_fastai_and_maps_back(fastai):
-    lengths = fastai["cls_lengths"]
+def test_evaluation_order_matches_fastai_and_maps_back(fastai_batching):
+    lengths = fastai_batching["cls_lengths"]
     docs, labels = _docs(lengths)
     batches = ClassifierBatches(docs, labels, batch_size=8, shuffle=False)
-    np.testing.assert_array_equal(batches.epoch_order(), fastai["cls_valid_order"])
+    np.testing.assert_array_equal(batches.epoch_order(), fastai_batching["cls_valid_order"])
     out = list(batches.epoch_batches(0))
     assert len(out) == -(-len(docs) // 8)  # nothing dropped
     last = out[-1]

@@ -150,28 +150,9 @@ def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
     from elmo_jax.downstream import train as train_lib
     from elmo_jax.downstream.export import load_classifier
     from elmo_jax.downstream.predict import Predictor
-    from train.configs import elmo_classify_local
     from train.elmo_downstream import run
 
-    data = tmp_path / "csv"
-    data.mkdir()
-    for split, n, seed in (("train", 24, 0), ("valid", 8, 1), ("test", 8, 2)):
-        sentences, labels = generated(n, seed)
-        with (data / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["id", "sentence", "sentiment"])
-            for i, (s, y) in enumerate(zip(sentences, labels, strict=True)):
-                # Raw text: spaCy splits "good," and "bad." into words and punctuation.
-                writer.writerow(
-                    [i, " ".join(s) + (", really." if i % 2 else "."), "pos" if y else "neg"]
-                )
-    c = elmo_classify_local.get_config("tiny")
-    c.bilm.dir = str(tiny_bilm(tmp_path / "bilm"))
-    c.data.path = str(data)
-    c.data.text_fields = ("sentence",)
-    c.data.label_field = "sentiment"
-    c.data.valid_split = "valid"
-    c.train.epochs = 3
+    c = csv_classification(tmp_path, raw_text=True)
     # Scripted validation accuracy: epoch 2 is the best, and its parameters are exported.
     scripted = iter([0.5, 0.9, 0.7])
     seen = []
@@ -213,8 +194,13 @@ def test_csv_program_best_epoch_export_and_predict(tmp_path, monkeypatch):
     np.testing.assert_allclose(float(rows[1]["prob_pos"]), probs[1, 1], atol=1e-6)
 
 
-def csv_classification(tmp_path):
-    """A tiny biLM and train/valid/test CSVs; the ELMo classifier's config for them."""
+def csv_classification(tmp_path, *, raw_text=False):
+    """A tiny biLM and train/valid/test CSVs; the ELMo classifier's config for them.
+
+    `raw_text`: an id column and sentences ending in punctuation glued to the last word, read
+    with the config's default tokenizer (spaCy); else plain space-separated words, read by the
+    whitespace tokenizer, with a checkpoint every 2 steps.
+    """
     import csv
 
     from train.configs import elmo_classify_local
@@ -225,18 +211,26 @@ def csv_classification(tmp_path):
         sentences, labels = generated(n, seed)
         with (data / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["sentence", "sentiment"])
-            for s, y in zip(sentences, labels, strict=True):
-                writer.writerow([" ".join(s), "pos" if y else "neg"])
+            writer.writerow(
+                ["id", "sentence", "sentiment"] if raw_text else ["sentence", "sentiment"]
+            )
+            for i, (s, y) in enumerate(zip(sentences, labels, strict=True)):
+                label = "pos" if y else "neg"
+                if raw_text:
+                    # spaCy splits "good," and "bad." into words and punctuation.
+                    writer.writerow([i, " ".join(s) + (", really." if i % 2 else "."), label])
+                else:
+                    writer.writerow([" ".join(s), label])
     c = elmo_classify_local.get_config("tiny")
     c.bilm.dir = str(tiny_bilm(tmp_path / "bilm"))
     c.data.path = str(data)
     c.data.text_fields = ("sentence",)
     c.data.label_field = "sentiment"
     c.data.valid_split = "valid"
-    c.data.tokenizer = "whitespace"
     c.train.epochs = 3
-    c.train.checkpoint_every = 2
+    if not raw_text:
+        c.data.tokenizer = "whitespace"
+        c.train.checkpoint_every = 2
     return c
 
 

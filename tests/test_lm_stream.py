@@ -13,25 +13,21 @@ from ulmfit_jax.batching.lm_stream import (
 )
 
 
-@pytest.fixture(scope="module")
-def fastai(fixtures_dir):
-    return np.load(fixtures_dir / "data" / "fastai_batching.npz")
-
-
-def _docs(fastai):
-    lens, ids = fastai["lm_doc_lengths"], fastai["lm_tokens"]
+def _docs(fastai_batching):
+    lens, ids = fastai_batching["lm_doc_lengths"], fastai_batching["lm_tokens"]
     return np.split(ids, np.cumsum(lens)[:-1])
 
 
 @pytest.mark.parametrize("bs, sl", [(4, 7), (3, 10)])
 @pytest.mark.parametrize("backward", [False, True])
-def test_fixed_bptt_matches_fastai_lmdataloader(fastai, bs, sl, backward):
+def test_fixed_bptt_matches_fastai_lmdataloader(fastai_batching, bs, sl, backward):
     key = f"lm_bs{bs}_sl{sl}_{'bwd' if backward else 'fwd'}"
-    stream = LMStream(_docs(fastai), batch_size=bs, bptt=sl, shuffle=False, backward=backward)
+    docs = _docs(fastai_batching)
+    stream = LMStream(docs, batch_size=bs, bptt=sl, shuffle=False, backward=backward)
     batches = list(stream.epoch_batches(0))
-    assert len(batches) == int(fastai[f"{key}_num"]) == stream.num_batches()
+    assert len(batches) == int(fastai_batching[f"{key}_num"]) == stream.num_batches()
     for k, b in enumerate(batches):
-        x, y = fastai[f"{key}_x{k}"], fastai[f"{key}_y{k}"]
+        x, y = fastai_batching[f"{key}_x{k}"], fastai_batching[f"{key}_y{k}"]
         assert b.seq_len == x.shape[1]
         np.testing.assert_array_equal(b.tokens[:, : b.seq_len], x)
         np.testing.assert_array_equal(b.targets[:, : b.seq_len], y)
@@ -39,11 +35,9 @@ def test_fixed_bptt_matches_fastai_lmdataloader(fastai, bs, sl, backward):
         assert b.tokens.shape == (bs, sl) and b.tokens.dtype == np.int32
         assert (b.tokens[:, b.seq_len :] == 1).all() and (b.lengths == b.seq_len).all()
     # pad_last=False gives fastai's exact shapes.
-    raw = LMStream(
-        _docs(fastai), batch_size=bs, bptt=sl, shuffle=False, backward=backward, pad_last=False
-    )
+    raw = LMStream(docs, batch_size=bs, bptt=sl, shuffle=False, backward=backward, pad_last=False)
     assert [b.tokens.shape for b in raw.epoch_batches(0)] == [
-        fastai[f"{key}_x{k}"].shape for k in range(len(batches))
+        fastai_batching[f"{key}_x{k}"].shape for k in range(len(batches))
     ]
 
 

@@ -14,17 +14,9 @@ import numpy as np
 import optax
 import pytest
 
+from ulmfit_jax import optim
 from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.optim import schedules
-from ulmfit_jax.optim.optimizer import (
-    clip_grad_norm,
-    fastai_adam,
-    fastai_leaf_roles,
-    hyperparams,
-    make_optimizer,
-    new_stage,
-    trainable_groups,
-)
 from ulmfit_jax.optim.param_groups import BATCH_STATS, param_groups
 from ulmfit_jax.weights.fastai import classifier_params_from_state_dict, lm_params_from_state_dict
 
@@ -103,13 +95,15 @@ def test_group_lrs_equal_fastai_even_mults(fixtures_dir):
 
 def test_discriminative_ratios_through_partition():
     params, labels = _tiny_classifier()
-    tx = make_optimizer(labels, lr=1.0, total_steps=1, schedule="constant", weight_decay=0.0)
+    tx = optim.make_optimizer(labels, lr=1.0, total_steps=1, schedule="constant", weight_decay=0.0)
     state = tx.init(params)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
     updates, state = jax.jit(tx.update)(grads, state, params)
     # Adam's first step moves every parameter by lr * g / (|g| + eps): the group's lr, nearly.
     step = 0.5 / (0.5 + 1e-5)
-    lrs = {g: float(h["learning_rate"]) for g, h in hyperparams(state).items() if ":" not in g}
+    lrs = {
+        g: float(h["learning_rate"]) for g, h in optim.hyperparams(state).items() if ":" not in g
+    }
     assert lrs == pytest.approx({f"group_{k}": 2.6 ** -(4 - k) for k in range(5)}, rel=1e-7)
     np.testing.assert_allclose(
         -updates["encoder"]["lstm_1"]["w_ih"], lrs["group_2"] * step, rtol=1e-6
@@ -154,7 +148,7 @@ def test_stlr_cut_and_guard():
     assert _stlr_paper(14, 15, 1.0) < 0
     assert float(schedules.stlr(14, 15, 1.0)) == pytest.approx(1 / 32, rel=1e-7)
     with pytest.raises(ValueError, match="STLR"):
-        make_optimizer(_tiny_classifier()[1], lr=1e-2, total_steps=9, schedule="stlr")
+        optim.make_optimizer(_tiny_classifier()[1], lr=1e-2, total_steps=9, schedule="stlr")
 
 
 @pytest.mark.parametrize("case", ["default", "pct_0.3"])
@@ -185,7 +179,7 @@ def test_one_cycle_equals_fastai(fixtures_dir, case):
 def _run_adam(f, case, hypers_at=None):
     x0, grads = f[f"{case}/init_0"], f[f"{case}/grads_0"]
     lr, mom = (1e-2, 0.9) if case != "betas_paper" else (4e-3, 0.7)
-    tx = optax.inject_hyperparams(fastai_adam)(learning_rate=lr, b1=mom, b2=0.99, eps=1e-5)
+    tx = optax.inject_hyperparams(optim.fastai_adam)(learning_rate=lr, b1=mom, b2=0.99, eps=1e-5)
     params, state = jnp.asarray(x0), None
     state = tx.init(params)
     errors = []
@@ -213,7 +207,7 @@ def test_adam_two_groups_via_partition(fixtures_dir):
     f = _load(fixtures_dir, "adam")
     params = {"a": jnp.asarray(f["groups/init_0"]), "b": jnp.asarray(f["groups/init_1"])}
     labels = {"a": "group_0", "b": "group_1"}
-    adam = optax.inject_hyperparams(fastai_adam)
+    adam = optax.inject_hyperparams(optim.fastai_adam)
     tx = optax.partition({g: adam(learning_rate=1e-2) for g in ("group_0", "group_1")}, labels)
     state = tx.init(params)
     for t in range(len(f["groups/mom"])):
@@ -240,7 +234,7 @@ def test_clip_grad_norm_equals_torch():
             p.grad = t.clone()
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         # Our "b" stands for two torch tensors (an LSTM's summed biases).
-        ours = clip_grad_norm(grads, max_norm, {"w": 1, "b": 2})
+        ours = optim.clip_grad_norm(grads, max_norm, {"w": 1, "b": 2})
         np.testing.assert_allclose(ours["w"], params[0].grad.numpy(), rtol=1e-6)
         np.testing.assert_allclose(ours["b"], params[1].grad.numpy(), rtol=1e-6)
 
@@ -258,10 +252,10 @@ def _replay(run, to_tree, labels, params, *, clip=None, roles=None):
     weights = {k[len("init/") :]: v for k, v in run.items() if k.startswith("init/")}
     n_groups = meta["n_groups"]
     first = meta["stages"][0]
-    tx = make_optimizer(
+    tx = optim.make_optimizer(
         labels, lr=1.0, total_steps=1, schedule="one_cycle", lr_mult=None, clip=clip, roles=roles
     )
-    roles = fastai_leaf_roles(labels) if roles is None else roles
+    roles = optim.fastai_leaf_roles(labels) if roles is None else roles
     traces = []
 
     @jax.jit
@@ -276,9 +270,9 @@ def _replay(run, to_tree, labels, params, *, clip=None, roles=None):
     for stage in meta["stages"]:
         n_steps = stage["epochs"] * (meta["n_steps"] // sum(s["epochs"] for s in meta["stages"]))
         lr = slice(*stage["lr"]) if isinstance(stage["lr"], list) else stage["lr"]
-        state = new_stage(tx, state, params, lr=lr, total_steps=n_steps, lr_mult=None)
+        state = optim.new_stage(tx, state, params, lr=lr, total_steps=n_steps, lr_mult=None)
         n = -stage["freeze_to"] if stage["freeze_to"] < 0 else None
-        trainable = trainable_groups(labels, n)
+        trainable = optim.trainable_groups(labels, n)
         for _ in range(n_steps):
             prefix = f"step_{t}/"
             grad_weights = {k: np.zeros_like(v) for k, v in weights.items()}
@@ -316,7 +310,7 @@ def _replay(run, to_tree, labels, params, *, clip=None, roles=None):
                     )
                 param_err = max(param_err, _rel_err(ours_leaf, theirs_leaf))
             params = new_params
-            hp = hyperparams(state)
+            hp = optim.hyperparams(state)
             for k in range(n_groups):
                 if trainable[f"group_{k}"]:
                     lr_k = float(hp[f"group_{k}"]["learning_rate"])
@@ -352,7 +346,7 @@ def test_language_model_fine_tuning_equals_fastai(fixtures_dir):
 
     params = to_tree({k[5:]: v for k, v in run.items() if k.startswith("init/")})
     labels = param_groups(params)
-    assert fastai_leaf_roles(labels).decay["decoder"]["bias"] is False  # fastai's wd_bn_bias
+    assert optim.fastai_leaf_roles(labels).decay["decoder"]["bias"] is False  # fastai's wd_bn_bias
     param_err, hyper_err, traces = _replay(run, to_tree, labels, params)
     assert param_err < RUN_RTOL, param_err
     assert hyper_err < 1e-6, hyper_err
@@ -381,7 +375,7 @@ def test_train_bn_and_no_decay_on_bn_and_bias_equal_fastai(fixtures_dir):
     labels["g0"]["bn"] |= {"mean": BATCH_STATS, "var": BATCH_STATS}
     labels["g1"] = jax.tree.map(lambda _: "group_1", params["g1"])
     labels["g2"] = jax.tree.map(lambda _: "group_2", params["g2"])
-    roles = fastai_leaf_roles(labels)
+    roles = optim.fastai_leaf_roles(labels)
     assert roles.norm["g0"]["bn"]["scale"] and not roles.decay["g1"]["linear"]["bias"]
 
     def to_tree(weights):
@@ -406,13 +400,13 @@ def _random_grads(params, seed):
 
 def test_frozen_groups_params_and_state_bit_identical():
     params, labels = _tiny_classifier()
-    tx = make_optimizer(labels, lr=1e-2, total_steps=6, clip=1.0)
-    trainable = trainable_groups(labels, 2)
+    tx = optim.make_optimizer(labels, lr=1e-2, total_steps=6, clip=1.0)
+    trainable = optim.trainable_groups(labels, 2)
     assert [bool(v) for v in trainable.values()] == [False, False, False, True, True]
     state0 = tx.init(params)
     # Start from a state with non-zero moments everywhere, so "unchanged" is not "still zero".
     step = jax.jit(lambda g, s, p, m: tx.update(g, s, p, trainable=m))
-    _, state0 = step(_random_grads(params, 9), state0, params, trainable_groups(labels))
+    _, state0 = step(_random_grads(params, 9), state0, params, optim.trainable_groups(labels))
     state, p = state0, params
     for k in range(4):
         updates, state = step(_random_grads(params, k), state, p, trainable)
@@ -444,7 +438,7 @@ def test_batch_stats_untouched_bit_for_bit():
     params, labels = _tiny_classifier()
     bn = params["head"]["layer_0"]["bn"]
     bn["mean"] = bn["mean"].at[0].set(-0.0).at[1].set(jnp.nan)
-    tx = make_optimizer(labels, lr=1e-2, total_steps=3)
+    tx = optim.make_optimizer(labels, lr=1e-2, total_steps=3)
     grads = _random_grads(params, 1)  # even with gradients for the stats
     updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     new = optax.apply_updates(params, updates)
@@ -457,41 +451,41 @@ def test_batch_stats_untouched_bit_for_bit():
 
 def test_new_stage_clears_state_like_fastai_freeze_to():
     params, labels = _tiny_classifier()
-    tx = make_optimizer(labels, lr=1e-2, total_steps=4)
+    tx = optim.make_optimizer(labels, lr=1e-2, total_steps=4)
     state = tx.init(params)
     update = jax.jit(tx.update)
     for k in range(3):
         _, state = update(_random_grads(params, k), state, params)
     assert int(state.step) == 3
-    cleared = new_stage(tx, state, params, lr=slice(1e-3, 1e-2), total_steps=7)
+    cleared = optim.new_stage(tx, state, params, lr=slice(1e-3, 1e-2), total_steps=7)
     fresh = tx.init(params)
     for a, b in zip(jax.tree.leaves(cleared.inner), jax.tree.leaves(fresh.inner), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(cleared.step) == 0 and int(cleared.total_steps) == 7
     assert float(cleared.lr_max["group_0"]) == pytest.approx(1e-3)
-    kept = new_stage(tx, state, params, lr=1e-3, total_steps=7, clear_state=False)
+    kept = optim.new_stage(tx, state, params, lr=1e-3, total_steps=7, clear_state=False)
     for a, b in zip(jax.tree.leaves(kept.inner), jax.tree.leaves(state.inner), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def test_whole_unfreezing_schedule_compiles_once():
     params, labels = _tiny_classifier()
-    tx = make_optimizer(labels, lr=1e-2, total_steps=10, schedule="stlr", clip=0.25)
+    tx = optim.make_optimizer(labels, lr=1e-2, total_steps=10, schedule="stlr", clip=0.25)
     traces = []
 
     @jax.jit
     def step(grads, state, params, trainable):
         traces.append(1)
         updates, state = tx.update(grads, state, params, trainable=trainable)
-        return optax.apply_updates(params, updates), state, hyperparams(state)
+        return optax.apply_updates(params, updates), state, optim.hyperparams(state)
 
     state = tx.init(params)
     seen = []
     for n, lr in [(1, 2e-2), (2, 1e-2), (3, 5e-3), (None, 1e-3)]:
-        state = new_stage(tx, state, params, lr=lr, total_steps=10, schedule="stlr")
+        state = optim.new_stage(tx, state, params, lr=lr, total_steps=10, schedule="stlr")
         for k in range(2):
             grads = _random_grads(params, k)
-            params, state, hp = step(grads, state, params, trainable_groups(labels, n))
+            params, state, hp = step(grads, state, params, optim.trainable_groups(labels, n))
         seen.append(float(hp["group_4"]["learning_rate"]))
     assert len(traces) == 1
     # The second step of each 10-step STLR stage: lr_max * (1 + (1/1) * 31) / 32 = lr_max.

@@ -163,9 +163,11 @@ def _lm_loss(params, config):
     return loss, (out.logits, out.state)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _lm_results(params, config):
-    return jax.value_and_grad(_lm_loss, has_aux=True)(params, config)
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _float32_results(loss_fn, params, config):
+    """`((loss, aux), grads)` of `loss_fn(params, config)`, the reference a bfloat16 run is
+    checked against."""
+    return jax.value_and_grad(loss_fn, has_aux=True)(params, config)
 
 
 def test_lm_float32_path_has_no_bfloat16():
@@ -173,23 +175,30 @@ def test_lm_float32_path_has_no_bfloat16():
     assert not _has_bf16(lambda p: jax.grad(_lm_loss, has_aux=True)(p, LM), params)
 
 
-def test_lm_bfloat16():
-    """Forward close to float32, float32 gradients along float32's, float32 training state."""
-    params = awd_lstm.init_lm_params(jax.random.key(0), LM)
-    config = _bf16(LM)
-    assert _has_bf16(lambda p: _lm_loss(p, config), params)
+def _assert_bfloat16_tracks_float32(loss_fn, params, config):
+    """Trains `loss_fn` in bfloat16 and checks it against `_float32_results`: forward
+    close, float32 gradients along float32's, and the carried state (the LM's `(h, c)`, the
+    classifier's BatchNorm statistics) float32 and close to float32's."""
+    bf16_config = _bf16(config)
+    assert _has_bf16(lambda p: loss_fn(p, bf16_config), params)
     tx, trainable = _ulmfit_optimizer(params)
-    losses, (logits, state), grads = _train(
-        lambda p: _lm_loss(p, config), params, tx, trainable=trainable
+    losses, (logits, carried), grads = _train(
+        lambda p: loss_fn(p, bf16_config), params, tx, trainable=trainable
     )
-    (want_loss, (want_logits, want_state)), want_grads = _lm_results(params, LM)
+    (want_loss, (want_logits, want_carried)), want_grads = _float32_results(loss_fn, params, config)
     assert logits.dtype == jnp.float32
     _assert_close(logits, want_logits)
-    _assert_float32_finite(state)
-    jax.tree.map(_assert_close, state, want_state)
+    _assert_float32_finite(carried)
+    jax.tree.map(_assert_close, carried, want_carried)
     assert abs(losses[0] - float(want_loss)) < 1e-2 * float(want_loss)
     _assert_float32_finite(grads)
     assert _cosine(grads, want_grads) > 0.99
+
+
+def test_lm_bfloat16():
+    """Forward close to float32, float32 gradients along float32's, float32 training state."""
+    params = awd_lstm.init_lm_params(jax.random.key(0), LM)
+    _assert_bfloat16_tracks_float32(_lm_loss, params, LM)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,11 +219,6 @@ def _classifier_loss(params, config):
     return loss, (logits, stats)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _classifier_results(params, config):
-    return jax.value_and_grad(_classifier_loss, has_aux=True)(params, config)
-
-
 def test_classifier_float32_path_has_no_bfloat16():
     params = classifier.init_classifier_params(jax.random.key(3), CLAS)
     assert not _has_bf16(lambda p: jax.grad(_classifier_loss, has_aux=True)(p, CLAS), params)
@@ -225,20 +229,7 @@ def test_classifier_float32_path_has_no_bfloat16():
 def test_classifier_bfloat16():
     """As the LM's test, plus BatchNorm statistics: float32 and close to float32's."""
     params = classifier.init_classifier_params(jax.random.key(3), CLAS)
-    config = _bf16(CLAS)
-    assert _has_bf16(lambda p: _classifier_loss(p, config), params)
-    tx, trainable = _ulmfit_optimizer(params)
-    losses, (logits, stats), grads = _train(
-        lambda p: _classifier_loss(p, config), params, tx, trainable=trainable
-    )
-    (want_loss, (want_logits, want_stats)), want_grads = _classifier_results(params, CLAS)
-    assert logits.dtype == jnp.float32
-    _assert_close(logits, want_logits)
-    assert abs(losses[0] - float(want_loss)) < 1e-2 * float(want_loss)
-    _assert_float32_finite(stats)
-    jax.tree.map(_assert_close, stats, want_stats)
-    _assert_float32_finite(grads)
-    assert _cosine(grads, want_grads) > 0.99
+    _assert_bfloat16_tracks_float32(_classifier_loss, params, CLAS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,9 +318,7 @@ def test_bilm_training_bfloat16():
     assert _has_bf16(lambda p: _bilm_lm_loss(p, config), params)
     tx = training.make_bilm_optimizer(training.TrainOptions())  # bilm-tf's clipped Adagrad
     losses, top, grads = _train(lambda p: _bilm_lm_loss(p, config), params, tx)
-    (want_loss, want_top), want_grads = jax.jit(
-        jax.value_and_grad(_bilm_lm_loss, has_aux=True), static_argnums=1
-    )(params, BILM)
+    (want_loss, want_top), want_grads = _float32_results(_bilm_lm_loss, params, BILM)
     _assert_close(top, want_top)
     assert abs(losses[0] - float(want_loss)) < 1e-2 * float(want_loss)
     _assert_float32_finite(grads)

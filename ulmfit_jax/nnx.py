@@ -49,7 +49,6 @@ from ulmfit_jax.core.nn.nnx_params import (
 from ulmfit_jax.models import awd_lstm, classifier
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig, State
 from ulmfit_jax.models.classifier import ClassifierConfig
-from ulmfit_jax.models.validation import check_state, check_tokens
 from ulmfit_jax.optim import param_groups
 
 
@@ -99,16 +98,10 @@ class AWDLSTMEncoder(DropoutParamTree):
         Returns:
           `(output float[batch, time, emb_sz], new_state)`: the last layer's raw output.
         """
-        config = self.config
-        tokens = check_tokens(tokens, config.vocab_size)
-        batch = tokens.shape[0]
-        if state is None:
-            state = awd_lstm.zero_state(config, batch)
-        else:
-            state = check_state(state, [(batch, n_out) for _, n_out in config.layer_sizes])
+        tokens, state, lengths = awd_lstm.check_window(self.config, tokens, state, lengths)
         rng = self.dropout_key(deterministic, rngs)
         return awd_lstm.encoder_apply(
-            self.to_params(), config, tokens, state, lengths=lengths, rng=rng
+            self.to_params(), self.config, tokens, state, lengths=lengths, rng=rng
         )
 
 

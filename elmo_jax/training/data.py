@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from elmo_jax.model.characters import BOS_TOKEN, EOS_TOKEN, MAX_WORD_LENGTH, ELMoCharacterMapper
+from ulmfit_jax.core.data.hosts import host_batch_size
 from ulmfit_jax.core.data.lines import iter_lines
 
 UNK_TOKEN = "<UNK>"
@@ -349,13 +350,10 @@ class BidirectionalBatches:
             raise ValueError(
                 f"batch_size ({batch_size}) and unroll_steps ({unroll_steps}) must be positive"
             )
-        if not 0 <= shard_index < shard_count or batch_size % shard_count:
-            raise ValueError(
-                f"need 0 <= shard_index ({shard_index}) < shard_count ({shard_count}) and "
-                f"shard_count dividing batch_size ({batch_size})"
-            )
-        rows = batch_size // shard_count
-        self.local_rows = slice(shard_index * rows, (shard_index + 1) * rows)
+        local_batch_size = host_batch_size(batch_size, shard_index, shard_count)
+        self.local_rows = slice(
+            shard_index * local_batch_size, (shard_index + 1) * local_batch_size
+        )
         if corpus.num_sentences == 0:
             raise ValueError("the corpus is empty: no sentences to stream")
         self.corpus, self.unroll_steps = corpus, unroll_steps

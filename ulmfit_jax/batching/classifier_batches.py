@@ -35,6 +35,7 @@ from ulmfit_jax.batching.lm_stream import (
     LoaderState,
     flatten_documents,
 )
+from ulmfit_jax.core.data.hosts import host_batch_size
 
 
 class ClassifierBatch(NamedTuple):
@@ -163,11 +164,7 @@ class ClassifierBatches:
     ):
         if batch_size < 1 or pad_multiple < 1:
             raise ValueError(f"batch_size ({batch_size}) and pad_multiple must be >= 1")
-        if not 0 <= shard_index < shard_count or batch_size % shard_count:
-            raise ValueError(
-                f"need 0 <= shard_index ({shard_index}) < shard_count ({shard_count}) and "
-                f"shard_count dividing batch_size ({batch_size})"
-            )
+        self.local_batch_size = host_batch_size(batch_size, shard_index, shard_count)
         self.tokens, self.offsets = flatten_documents(docs)
         self.lengths = np.diff(self.offsets)
         if max_len is not None:
@@ -191,7 +188,6 @@ class ClassifierBatches:
         self.drop_last = shuffle if drop_last is None else drop_last
         self.pad_multiple, self.pad_id, self.backward = pad_multiple, pad_id, backward
         self.shard_index, self.shard_count = shard_index, shard_count
-        self.local_batch_size = batch_size // shard_count
         if self.num_batches() == 0:
             raise ValueError(f"{n} examples make no full batch of {batch_size}")
 
@@ -248,3 +244,31 @@ class ClassifierBatches:
     ) -> BatchIterator:
         """A resumable iterator over epochs, starting at `state` (epoch 0, step 0 if `None`)."""
         return BatchIterator(self, state or LoaderState(seed=self.seed), num_epochs)
+
+
+def prediction_batches(
+    docs: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    pad_multiple: int,
+    backward: bool = False,
+    max_len: int | None = None,
+) -> ClassifierBatches:
+    """Every document once, in the evaluation order, with no labels: what a predictor runs.
+
+    Args:
+        docs: Numericalized documents, 1-D int arrays.
+        batch_size, pad_multiple, backward, max_len: As `ClassifierBatches`.
+
+    Returns:
+        Unshuffled batches that keep the last partial one; `batch.indices` (-1 on padding rows)
+        put the outputs back in input order.
+    """
+    return ClassifierBatches(
+        list(docs),
+        batch_size=batch_size,
+        shuffle=False,
+        pad_multiple=pad_multiple,
+        backward=backward,
+        max_len=max_len,
+    )

@@ -37,6 +37,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from ulmfit_jax.core.data.hosts import host_batch_size
+
 DocumentsLike = Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray]
 
 
@@ -244,18 +246,13 @@ class LMStream:
     ):
         if batch_size < 1 or bptt < 1:
             raise ValueError(f"batch_size ({batch_size}) and bptt ({bptt}) must be >= 1")
-        if not 0 <= shard_index < shard_count or batch_size % shard_count:
-            raise ValueError(
-                f"need 0 <= shard_index ({shard_index}) < shard_count ({shard_count}) and "
-                f"shard_count dividing batch_size ({batch_size})"
-            )
+        self.local_batch_size = host_batch_size(batch_size, shard_index, shard_count)
         self.tokens, self.offsets = flatten_documents(docs)
         self.batch_size, self.bptt, self.seed = batch_size, bptt, seed
         self.shuffle, self.backward, self.variable_bptt = shuffle, backward, variable_bptt
         self.pad_multiple, self.pad_last, self.pad_id = pad_multiple, pad_last, pad_id
         self.max_seq_len = max_seq_len if max_seq_len is not None else bptt + 20
         self.shard_index, self.shard_count = shard_index, shard_count
-        self.local_batch_size = batch_size // shard_count
         # As fastai: the "- 1" leaves room for the last target; the remainder is dropped.
         self.row_length = (len(self.tokens) - 1) // batch_size
         if self.row_length < 1:

@@ -72,17 +72,14 @@ class ArtifactPredictor:
 
     def predict_ids(self, docs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Outputs float32[n, n_outputs] for numericalized documents, in input order."""
-        from ulmfit_jax.batching.classifier_batches import ClassifierBatches
+        from ulmfit_jax.batching.classifier_batches import prediction_batches
 
         config = self.config
         if len(docs) == 0:
             return np.zeros((0, config["n_outputs"]), np.float32)
-        batches = ClassifierBatches(
-            list(docs),
-            np.zeros(len(docs), np.int32),
+        batches = prediction_batches(
+            docs,
             batch_size=batch_size,
-            shuffle=False,
-            drop_last=False,
             pad_multiple=config["bptt"],
             backward=config["backward"],
             max_len=config["max_tokens"] or None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ulmfit_jax.batching.classifier_batches import ClassifierBatches
+from ulmfit_jax.batching.classifier_batches import prediction_batches
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.inference.batch_predict import predict_batches
 from ulmfit_jax.models import classifier
@@ -146,12 +146,9 @@ class Predictor:
         """Probabilities float32[n, n_class] for numericalized documents, in input order."""
         if len(docs) == 0:
             return np.zeros((0, self.config.n_class), np.float32)
-        batches = ClassifierBatches(
-            list(docs),
-            np.zeros(len(docs), np.int32),
+        batches = prediction_batches(
+            docs,
             batch_size=batch_size,
-            shuffle=False,
-            drop_last=False,
             pad_multiple=self.config.bptt,
             backward=self.backward,
             max_len=self.max_tokens,

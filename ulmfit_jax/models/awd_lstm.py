@@ -157,6 +157,35 @@ def zero_state(config: AWDLSTMConfig, batch: int, dtype=jnp.float32) -> State:
 # --------------------------------------------------------------------------------------------
 
 
+def check_window(
+    config: AWDLSTMConfig,
+    tokens: jax.Array,
+    state: State | None,
+    lengths: jax.Array | None = None,
+) -> tuple[jax.Array, State, jax.Array | None]:
+    """The checked inputs of one window, as `encoder_apply` takes them.
+
+    Args:
+      config: the model's `AWDLSTMConfig`.
+      tokens: int32[batch, time], ids in `[0, vocab_size)`.
+      state: one `(h, c)` per layer, float[batch, layer_out] each; None for zeros.
+      lengths: int32[batch] real lengths of right-padded rows, or None.
+
+    Returns:
+      `(tokens, state, lengths)`, with `zero_state` for a None state.
+
+    Raises:
+      ValueError: a token outside the vocabulary, or a state or lengths of the wrong shape.
+    """
+    tokens = check_tokens(tokens, config.vocab_size)
+    if lengths is not None:
+        lengths = check_lengths(lengths, tokens.shape)
+    batch = tokens.shape[0]
+    if state is None:
+        return tokens, zero_state(config, batch), lengths
+    return tokens, check_state(state, [(batch, n_out) for _, n_out in config.layer_sizes]), lengths
+
+
 def dropout_mask(rng: jax.Array, shape: tuple[int, ...], p: float, dtype=jnp.float32):
     """A multiplicative mask: 0 with probability p, else 1/(1-p)."""
     keep = jax.random.bernoulli(rng, 1.0 - p, shape)
@@ -277,14 +306,7 @@ def lm_forward(
     lengths: jax.Array | None = None,
 ) -> LMOutputs:
     """The language model with every intermediate a training step needs (see `LMOutputs`)."""
-    tokens = check_tokens(tokens, config.vocab_size)
-    if lengths is not None:
-        lengths = check_lengths(lengths, tokens.shape)
-    batch = tokens.shape[0]
-    if state is None:
-        state = zero_state(config, batch)
-    else:
-        state = check_state(state, [(batch, n_out) for _, n_out in config.layer_sizes])
+    tokens, state, lengths = check_window(config, tokens, state, lengths)
     if train and rng is None:
         raise ValueError("lm_apply(train=True) needs an rng for dropout")
     return _lm_forward(params, config, tokens, state, rng if train else None, lengths)

@@ -19,6 +19,7 @@ import pathlib
 import tempfile
 from collections.abc import Iterable, Sequence
 
+from ulmfit_jax.core.paths import atomic_writer
 from ulmfit_jax.text.tokenizer import RULES_VERSION, SPECIAL_TOKENS, as_texts, preprocess
 
 # fastai's `eu_langs`: these get a higher character coverage by default.
@@ -123,15 +124,8 @@ class SentencePieceTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the ``.model`` file atomically (temporary file, then rename)."""
-        path = pathlib.Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.model_proto)
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path) as file:
+            file.write(self.model_proto)
 
     @property
     def pieces(self) -> list[str]:

@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ulmfit_jax.core.paths import atomic_writer
 from ulmfit_jax.text.tokenizer import WordTokenizer, as_texts
 
 # Bumped when the file layout changes, which also invalidates every older cache file.
@@ -125,22 +125,14 @@ class TokenizedCorpus:
         """Writes the corpus to ``path`` (``.npz``) atomically: temporary file, then rename."""
         path = pathlib.Path(path)
         table = json.dumps(self.tokens, ensure_ascii=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    format=np.asarray(CACHE_FORMAT),
-                    tokens=np.frombuffer(table, dtype=np.uint8),
-                    ids=self.ids,
-                    offsets=self.offsets,
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path, fsync=True) as file:
+            np.savez(
+                file,
+                format=np.asarray(CACHE_FORMAT),
+                tokens=np.frombuffer(table, dtype=np.uint8),
+                ids=self.ids,
+                offsets=self.offsets,
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TokenizedCorpus:

@@ -31,11 +31,11 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ulmfit_jax.core.paths import atomic_writer
 from ulmfit_jax.text.tokenizer import SPECIAL_TOKENS
 
 FAKE = "xxfake"
@@ -156,14 +156,8 @@ class Vocab:
         else:
             lines = ("".join(_ESCAPES.get(c, c) for c in tok) for tok in self.itos)
             data = ("\n".join(lines) + "\n").encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(path) as file:
+            file.write(data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
