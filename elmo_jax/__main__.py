@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         "--vocab", help="words (one per line) to precompute in the token cache; implies it"
     )
     embed.add_argument("--invalid-utf8", choices=("error", "replace"), default="error")
+    embed.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUTPUT this command did not write (never the input)",
+    )
 
     tokens = sub.add_parser("tokens", help="dump context-independent token embeddings")
     _model_arguments(tokens)
@@ -136,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_cache=cache,
             invalid_utf8=args.invalid_utf8,
             log=print,
+            overwrite=args.overwrite,
         )
     except (ValueError, OSError, KeyError) as e:
         print(f"elmo-jax: error: {e}", file=sys.stderr)

@@ -47,7 +47,12 @@ from elmo_jax.downstream.tagger import (
     tagger_decode,
     tagger_loss,
 )
-from elmo_jax.downstream.tagger_export import export_tagger, load_tagger, tag_sentences
+from elmo_jax.downstream.tagger_export import (
+    check_tagger_export,
+    export_tagger,
+    load_tagger,
+    tag_sentences,
+)
 from elmo_jax.downstream.train import ClassBatches
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.training.best import BestKeeper
@@ -252,6 +257,8 @@ def train_tagger(
     span metrics (also in `WORKDIR/test_metrics.json`)."""
     spec = TaggingSpec.from_config(config.data)
     bilm = bilm_files(config.bilm)
+    overwrite = bool(config.get("overwrite", False))
+    check_tagger_export(Path(workdir) / "export", inputs=bilm, overwrite=overwrite)
     bilm_params, bilm_config = load_allennlp(*bilm)
     t = config.train
     if int(t.epochs) < 1:
@@ -351,6 +358,7 @@ def train_tagger(
             bilm,
             copy_bilm=bool(config.export.copy_bilm),
             meta={"best": best, "valid": valid_metrics},
+            overwrite=overwrite,
         )
         test = spec.read("test")
         encode_tags(test, names, scheme, "test")

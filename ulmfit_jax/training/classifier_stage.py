@@ -37,7 +37,7 @@ from ulmfit_jax.training import param_groups
 from ulmfit_jax.training.classifier_steps import classifier_step_fn, make_classifier_train_step
 from ulmfit_jax.training.lm_stage import cache_dir
 from ulmfit_jax.training.phases import find_lr, run_phases
-from ulmfit_jax.weights.export import export_params, load_lm
+from ulmfit_jax.weights.export import check_export, export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
 # other data (a wrong init.workdir), not merely a new domain.
@@ -109,6 +109,9 @@ def classify_stage(
 ) -> dict:
     """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
     `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files."""
+    overwrite = bool(config.get("overwrite", False))
+    if not config.lr_find:
+        check_export(workdir, "classify", inputs=[config.init.workdir], overwrite=overwrite)
     spec = DataSpec.from_config(config.data)
     data = load_classification(spec, seed=config.seed, tables=tables)
     encoder = data.encoder
@@ -245,7 +248,9 @@ def classify_stage(
         if config.eval.test_at_end:
             results.update(_test_once(run, config, spec, best_params, model, vocab, encoder, mesh))
         keeper.close()
-        export_params(workdir, best_params, dict(meta, best=best, valid=_plain(results)))
+        export_params(
+            workdir, best_params, dict(meta, best=best, valid=_plain(results)), overwrite=overwrite
+        )
     return results
 
 

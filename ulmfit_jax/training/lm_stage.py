@@ -32,7 +32,7 @@ from ulmfit_jax.training import param_groups
 from ulmfit_jax.training.lm_steps import evaluate_lm, lm_step_fn, make_lm_train_step
 from ulmfit_jax.training.phases import find_lr, run_phases
 from ulmfit_jax.weights import fastai, pretrained
-from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
+from ulmfit_jax.weights.export import LM_STAGES, check_export, export_params, load_lm
 
 __all__ = ["LM_STAGES", "cache_dir", "lm_config", "lm_stage"]
 
@@ -79,6 +79,9 @@ def lm_stage(
     """`pretrain` or `finetune_lm`; returns the final validation metrics."""
     stage = config.stage
     check_init(config)
+    overwrite = bool(config.get("overwrite", False))
+    if not config.lr_find:
+        check_export(workdir, stage, inputs=[config.init.workdir], overwrite=overwrite)
     spec = DataSpec.from_config(config.data)
     train_docs, valid_docs = corpus.lm_corpus(
         spec, seed=config.seed, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
@@ -206,7 +209,9 @@ def lm_stage(
         metrics = keeper.best_metrics
         best_params = keeper.best_params(state["params"])
         keeper.close()
-        export_params(workdir, best_params, dict(meta, valid=metrics, best=best))
+        export_params(
+            workdir, best_params, dict(meta, valid=metrics, best=best), overwrite=overwrite
+        )
         run.log(
             f"{stage} done: best epoch {best['epoch'] + 1} by valid {best['monitor']}: "
             f"perplexity {metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"
