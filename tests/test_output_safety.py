@@ -257,3 +257,23 @@ def test_a_new_best_epoch_replaces_the_stages_own_export(tmp_path, legacy):
     np.testing.assert_array_equal(params["w"], np.full(3, 4.0))
     assert meta["best"]["epoch"] == 3 and outputs.read_owner(workdir / "export")["epoch"] == 3
     assert sorted(p.name for p in workdir.iterdir()) == ["export"]
+
+
+@pytest.mark.parametrize("program", ["elmo classifier", "elmo tagger"])
+def test_elmo_predictions_never_overwrite_their_input(tmp_path, program):
+    source = tmp_path / "in.txt"
+    source.write_text("John lives in Paris .\n")
+    before = source.read_bytes()
+    with pytest.raises(OutputRefused, match="is the input"):
+        if program == "elmo classifier":
+            from elmo_jax.downstream.predict import predict_file
+
+            predict_file(tmp_path / "export", source, source)
+        else:
+            from elmo_jax.downstream.tagger_stage import predict_tags
+            from train.configs.elmo_tagger import get_config
+
+            config = get_config("tiny")
+            config.predict.input = config.predict.output = str(source)
+            predict_tags(config, tmp_path / "run")
+    assert source.read_bytes() == before

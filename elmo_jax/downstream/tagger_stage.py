@@ -55,6 +55,7 @@ from elmo_jax.downstream.tagger_export import (
 )
 from elmo_jax.downstream.train import ClassBatches
 from elmo_jax.weights.allennlp import load_allennlp
+from ulmfit_jax.core.outputs import check_not_input
 from ulmfit_jax.core.training.best import BestKeeper
 from ulmfit_jax.core.training.run import Run, train_loop
 from ulmfit_jax.core.training.train_state import apply_gradients, create_train_state, split_key
@@ -380,11 +381,12 @@ def predict_tags(config, workdir: str | os.PathLike) -> Path:
     source = Path(p.input).expanduser()
     if not source.is_file():
         raise FileNotFoundError(f"predict.input: no file {source}")
+    output = Path(p.output).expanduser() if p.output else Path(workdir) / "predictions.txt"
+    check_not_input(output, [source])
     tagger = load_tagger(Path(p.export).expanduser() if p.export else Path(workdir))
     lines = source.read_text(encoding="utf-8").splitlines()
     sentences = [line.split() for line in lines]
     tags = tag_sentences(tagger, sentences, int(config.train.eval_batch_size))
-    output = Path(p.output).expanduser() if p.output else Path(workdir) / "predictions.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
