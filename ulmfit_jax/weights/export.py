@@ -66,6 +66,10 @@ def check_export(workdir: str | Path, stage: str, *, inputs=(), overwrite: bool 
       outputs.OutputRefused: a one-line error naming the export and what it holds.
     """
     workdir = Path(workdir)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        identity = json.loads((workdir / "run.json").read_text()).get("identity") or {}
+        if identity.get("stage") not in (None, stage):
+            return  # the workdir is another stage's: `Run` refuses it, saying whose
     outputs.check_output_folder(
         workdir / "export",
         _owner(workdir, stage),
