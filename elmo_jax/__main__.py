@@ -84,6 +84,7 @@ def _define_embed_flags(flag_values: flags.FlagValues) -> None:
             "forget-sentences": "leave out the 'sentence_to_index' dataset (JSON: sentence -> "
             "line index)",
             "token-cache": "run the character CNN once per distinct word and look the rest up",
+            "overwrite": "replace an existing OUTPUT this command did not write (never the input)",
         },
     )
     define_text_flags(
@@ -167,6 +168,7 @@ def _embed(flag_values: flags.FlagValues, positionals: list[str]) -> int:
             token_cache=cache,
             invalid_utf8=flag_values["invalid-utf8"].value,
             log=print,
+            overwrite=flag_values["overwrite"].value,
         )
 
     return _guarded(work, output)

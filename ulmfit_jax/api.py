@@ -19,10 +19,12 @@ of `train.*`/`test.*` files, or a pandas DataFrame.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,28 @@ def _tables(data: Any, valid: Any = None) -> dict | None:
     return tables
 
 
+@contextlib.contextmanager
+def _frame_as_file(data: Any, name: str, prefix: str) -> Iterator[Any]:
+    """A DataFrame as a CSV file in a temporary folder for the stage to read, removed on every
+    way out (errors and Ctrl-C too); an error naming that file names "the DataFrame" instead.
+    Anything else is passed through."""
+    if not is_frame(data):
+        yield data
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    path = folder / name
+    try:
+        data.to_csv(path, index=False)
+        yield path
+    except Exception as error:
+        if error.args and isinstance(error.args[0], str):
+            message = error.args[0].replace(str(path), "the DataFrame")
+            error.args = (message.replace(str(folder), "the DataFrame's folder"), *error.args[1:])
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def finetune_language_model(
     workdir: str | os.PathLike,
     *,
@@ -117,21 +141,19 @@ def finetune_language_model(
         callbacks: the training loop's (`ulmfit_jax.core.runner.callbacks`: a custom metric,
             a logger, an early-stop rule).
     """
-    if is_frame(data):
-        folder = Path(tempfile.mkdtemp(prefix="ulmfit_lm_"))
-        data.to_csv(folder / "train.csv", index=False)
-        data = folder / "train.csv"
-    keys = _data_keys(data, text_fields, None, valid_pct, "")
-    keys.update({"backward": backward, "init.workdir": init_workdir})
-    if pretrained:
-        keys["init.pretrained"] = pretrained
-    config = _config("finetune_lm", keys, overrides, tiny_model)
-    if not (pretrained or init_workdir):
-        config.stage = "pretrain"  # no initial weights: train the language model from scratch
     from ulmfit_jax.stages.lm_stage import lm_stage
 
-    metrics = lm_stage(config, workdir, resume=resume, callbacks=callbacks)
-    return StageResult(Path(workdir), metrics)
+    with _frame_as_file(data, "train.csv", "ulmfit_lm_") as data:
+        keys = _data_keys(data, text_fields, None, valid_pct, "")
+        keys.update({"backward": backward, "init.workdir": init_workdir})
+        if pretrained:
+            keys["init.pretrained"] = pretrained
+        config = _config("finetune_lm", keys, overrides, tiny_model)
+        if not (pretrained or init_workdir):
+            config.stage = "pretrain"  # no initial weights: train the LM from scratch
+        return StageResult(
+            Path(workdir), lm_stage(config, workdir, resume=resume, callbacks=callbacks)
+        )
 
 
 def train_classifier(
@@ -198,17 +220,14 @@ def evaluate(
 ) -> dict:
     """Test metrics of classifiers (and their ensemble); writes the confusion matrix and the
     top losses. `data` is the test file (or a folder holding `test.*`)."""
-    if is_frame(data):
-        folder = Path(tempfile.mkdtemp(prefix="ulmfit_eval_"))
-        data.to_csv(folder / "test.csv", index=False)
-        data = folder / "test.csv"
-    keys = _data_keys(data, text_fields, label_field, None, "")
-    path = Path(data).expanduser()
-    if path.is_file():
-        keys["data.path"] = str(path.parent)
-        keys["data.splits"] = f"test={path.name}"
-    keys["eval.workdirs"] = tuple(str(w) for w in workdirs)
-    config = _config("evaluate", keys, overrides, False)
     from ulmfit_jax.inference.stages import evaluate_stage
 
-    return evaluate_stage(config, out_dir)
+    with _frame_as_file(data, "test.csv", "ulmfit_eval_") as data:
+        keys = _data_keys(data, text_fields, label_field, None, "")
+        path = Path(data).expanduser()
+        if path.is_file():
+            keys["data.path"] = str(path.parent)
+            keys["data.splits"] = f"test={path.name}"
+        keys["eval.workdirs"] = tuple(str(w) for w in workdirs)
+        config = _config("evaluate", keys, overrides, False)
+        return evaluate_stage(config, out_dir)

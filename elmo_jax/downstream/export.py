@@ -10,23 +10,59 @@
 
 The biLM is not copied (hundreds of MB for the released models): the export names its files,
 as absolute paths or addresses. Written to a temporary folder and renamed, so a crash never
-leaves a half export. Reading imports no training code (no optax).
+leaves a half export, with an ownership marker (`ulmfit_jax.core.outputs`): a re-run replaces
+its own export, but an existing folder it did not write (a user's `export_dir`, the data
+folder) is refused unless `overwrite`. Reading imports no training code (no optax).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from elmo_jax.downstream.models import SentenceClassifierConfig
+from ulmfit_jax.core import outputs
 
 FORMAT = "elmo-classifier"
+PROGRAM, STAGE = "elmo_jax", "classify"
+
+
+def _legacy_owner(directory: Path) -> dict | None:
+    """An export written before ownership markers: its classifier.json names the format."""
+    try:
+        record = json.loads((directory / "classifier.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and record.get("format") == FORMAT:
+        return {"program": PROGRAM, "stage": STAGE}
+    return None
+
+
+def check_export_dir(
+    directory: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    overwrite: bool = False,
+) -> None:
+    """Refuse, before training, an export folder the classifier may not write: an existing
+    non-empty folder that is not an earlier classifier export (unless `overwrite`), or one that
+    is or holds an input (the data, the biLM files).
+
+    Raises:
+      outputs.OutputRefused: a one-line error naming the folder.
+    """
+    outputs.check_output_folder(
+        directory,
+        outputs.owner_record(PROGRAM, STAGE),
+        inputs=inputs,
+        overwrite=overwrite,
+        legacy_owner=_legacy_owner,
+    )
 
 
 def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
@@ -51,20 +87,39 @@ def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
     return tree
 
 
-def save_classifier(directory: str | os.PathLike, params: Mapping, meta: Mapping[str, Any]) -> Path:
+def save_classifier(
+    directory: str | os.PathLike,
+    params: Mapping,
+    meta: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+    config: Any = None,
+) -> Path:
     """Write an export (module docstring); `meta` must hold "model" (SentenceClassifierConfig
-    fields), "labels" and "bilm"."""
-    directory = Path(directory)
-    tmp = directory.with_name(f"{directory.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.savez(tmp / "classifier.npz", **_flatten(params))
-    record = {"format": FORMAT, "version": 1, **meta}
-    (tmp / "classifier.json").write_text(json.dumps(record, indent=2, default=float))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
-    return directory
+    fields),
+    "labels" and "bilm". An earlier classifier export there is replaced; anything else is
+    refused unless `overwrite` (`check_export_dir`). `config` is hashed into the marker.
+
+    Raises:
+      outputs.OutputRefused: the folder holds something this program did not write.
+    """
+    best = meta.get("best")
+    epoch = best.get("epoch") if isinstance(best, Mapping) else None
+
+    def write(folder: Path) -> None:
+        np.savez(folder / "classifier.npz", **_flatten(params))
+        record = {"format": FORMAT, "version": 1, **meta}
+        (folder / "classifier.json").write_text(json.dumps(record, indent=2, default=float))
+
+    return outputs.write_folder(
+        directory,
+        write,
+        outputs.owner_record(PROGRAM, STAGE, epoch=epoch, config=config),
+        inputs=inputs,
+        overwrite=overwrite,
+        legacy_owner=_legacy_owner,
+    )
 
 
 def load_classifier(directory: str | os.PathLike) -> tuple[dict, SentenceClassifierConfig, dict]:

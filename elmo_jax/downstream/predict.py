@@ -25,6 +25,7 @@ from elmo_jax.downstream.data import tokenize_all
 from elmo_jax.downstream.export import load_classifier
 from elmo_jax.downstream.models import LayerCache, SentenceClassifierConfig, classifier_logits
 from elmo_jax.weights.allennlp import load_allennlp
+from ulmfit_jax.core import outputs
 from ulmfit_jax.core.data.labels import LabelEncoder
 from ulmfit_jax.core.data.tables import document_text, read_table
 
@@ -98,7 +99,12 @@ def predict_file(
     batch_size: int = 64,
     predictor: Predictor | None = None,
 ) -> int:
-    """Write predictions for every text of `input_path` (module docstring); returns the count."""
+    """Write predictions for every text of `input_path` (module docstring); returns the count.
+
+    Raises:
+      outputs.OutputRefused: `output_path` is the input file.
+    """
+    outputs.check_not_input(output_path, [input_path])
     predictor = predictor or Predictor.load(export_dir)
     fields = tuple(text_fields or predictor.meta.get("text_fields") or ("text",))
     texts, rows, columns = read_texts(input_path, fields)

@@ -9,6 +9,10 @@ An export folder holds:
     params/         the task parameters (an orbax checkpoint; the biLM is not in it)
     bilm/           options.json + lm_weights.hdf5 when copied (else tagger.json records the
                     biLM's absolute paths)
+
+It is built beside its place and renamed there, with an ownership marker
+(`ulmfit_jax.core.outputs`): a re-run or resumed tagger replaces its own export; a folder it
+did not write is refused unless `overwrite`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from elmo_jax.downstream.tagger import ElmoTagger, TaggerConfig, init_tagger, ji
 from elmo_jax.embedding.files import bucket_length
 from elmo_jax.model.characters import batch_to_ids
 from elmo_jax.weights.allennlp import load_allennlp
+from ulmfit_jax.core import outputs
 from ulmfit_jax.core.runner.checkpointing import Checkpointer
+
+PROGRAM, STAGE = "elmo_jax", "tag"
 
 
 def tag_sentences(
@@ -50,6 +57,35 @@ def tag_sentences(
     return out
 
 
+def _legacy_owner(directory: Path) -> dict | None:
+    """An export written before ownership markers: a tagger.json with a tagger config."""
+    try:
+        record = json.loads((directory / "tagger.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and "config" in record and "bilm" in record:
+        return {"program": PROGRAM, "stage": STAGE}
+    return None
+
+
+def check_tagger_export(
+    directory: str | os.PathLike, *, inputs=(), overwrite: bool = False
+) -> None:
+    """Refuse, before training, an export folder the tagger may not write (one it did not
+    write, unless `overwrite`; one that is or holds an input).
+
+    Raises:
+      outputs.OutputRefused: a one-line error naming the folder.
+    """
+    outputs.check_output_folder(
+        directory,
+        outputs.owner_record(PROGRAM, STAGE),
+        inputs=inputs,
+        overwrite=overwrite,
+        legacy_owner=_legacy_owner,
+    )
+
+
 def export_tagger(
     directory: str | os.PathLike,
     params,
@@ -58,35 +94,41 @@ def export_tagger(
     *,
     copy_bilm: bool,
     meta: dict,
+    overwrite: bool = False,
 ) -> Path:
-    """Write an export (module docstring) to `directory`, replacing any earlier one there (a
-    resumed run exports again): it is built beside it and renamed into place. Returns it."""
-    directory = Path(directory)
-    building = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    """Write an export (module docstring) to `directory`, replacing an earlier tagger export
+    there (a resumed run exports again): it is built beside it and renamed into place.
+    Returns it.
+
+    Raises:
+      outputs.OutputRefused: the folder holds something else (`check_tagger_export`).
+    """
     options, weights = bilm
-    if copy_bilm:
-        (building / "bilm").mkdir()
-        shutil.copyfile(options, building / "bilm" / "options.json")
-        shutil.copyfile(weights, building / "bilm" / "lm_weights.hdf5")
-        where = {"options": "bilm/options.json", "weights": "bilm/lm_weights.hdf5"}
-    else:
-        where = {"options": str(options), "weights": str(weights)}
-    record = {"config": dataclasses.asdict(config), "bilm": where, **meta}
-    ckpt = Checkpointer(building / "params", max_to_keep=1)
-    ckpt.save(0, {"params": params}, {"tagger": record["config"]})
-    ckpt.close()
-    (building / "tagger.json").write_text(json.dumps(record, indent=2, default=str))
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-        os.replace(building, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(building, directory)
-    return directory
+    best = meta.get("best")
+    epoch = best.get("epoch") if isinstance(best, dict) else None
+
+    def write(building: Path) -> None:
+        if copy_bilm:
+            (building / "bilm").mkdir()
+            shutil.copyfile(options, building / "bilm" / "options.json")
+            shutil.copyfile(weights, building / "bilm" / "lm_weights.hdf5")
+            where = {"options": "bilm/options.json", "weights": "bilm/lm_weights.hdf5"}
+        else:
+            where = {"options": str(options), "weights": str(weights)}
+        record = {"config": dataclasses.asdict(config), "bilm": where, **meta}
+        ckpt = Checkpointer(building / "params", max_to_keep=1)
+        ckpt.save(0, {"params": params}, {"tagger": record["config"]})
+        ckpt.close()
+        (building / "tagger.json").write_text(json.dumps(record, indent=2, default=str))
+
+    return outputs.write_folder(
+        directory,
+        write,
+        outputs.owner_record(PROGRAM, STAGE, epoch=epoch, config=dataclasses.asdict(config)),
+        inputs=bilm,
+        overwrite=overwrite,
+        legacy_owner=_legacy_owner,
+    )
 
 
 def load_tagger(directory: str | os.PathLike) -> ElmoTagger:

@@ -48,9 +48,15 @@ from elmo_jax.downstream.tagger import (
     tagger_decode,
     tagger_loss,
 )
-from elmo_jax.downstream.tagger_export import export_tagger, load_tagger, tag_sentences
+from elmo_jax.downstream.tagger_export import (
+    check_tagger_export,
+    export_tagger,
+    load_tagger,
+    tag_sentences,
+)
 from elmo_jax.downstream.train import CachedEpochs, ClassBatches, count_tokens
 from elmo_jax.weights.allennlp import load_allennlp
+from ulmfit_jax.core.outputs import check_not_input
 from ulmfit_jax.core.runner import sharding
 from ulmfit_jax.core.runner.fit import Phase, fit
 from ulmfit_jax.core.runner.run import Run
@@ -267,6 +273,8 @@ def train_tagger(
     export read back (`load_tagger`), so that the figure is the exported tagger's."""
     spec = TaggingSpec.from_config(config.data)
     bilm = bilm_files(config.bilm)
+    overwrite = bool(config.get("overwrite", False))
+    check_tagger_export(Path(workdir) / "export", inputs=bilm, overwrite=overwrite)
     bilm_params, bilm_config = load_allennlp(*bilm)
     t = config.train
     if int(t.epochs) < 1:
@@ -332,6 +340,7 @@ def train_tagger(
             bilm,
             copy_bilm=bool(config.export.copy_bilm),
             meta={"best": best, "valid": valid_metrics},
+            overwrite=overwrite,
         )
         test = spec.read("test")
         encode_tags(test, names, scheme, "test")
@@ -353,11 +362,12 @@ def predict_tags(config, workdir: str | os.PathLike) -> Path:
     source = Path(p.input).expanduser()
     if not source.is_file():
         raise FileNotFoundError(f"predict.input: no file {source}")
+    output = Path(p.output).expanduser() if p.output else Path(workdir) / "predictions.txt"
+    check_not_input(output, [source])
     tagger = load_tagger(Path(p.export).expanduser() if p.export else Path(workdir))
     lines = source.read_text(encoding="utf-8").splitlines()
     sentences = [line.split() for line in lines]
     tags = tag_sentences(tagger, sentences, int(config.train.eval_batch_size))
-    output = Path(p.output).expanduser() if p.output else Path(workdir) / "predictions.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

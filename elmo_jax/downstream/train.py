@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from elmo_jax.downstream.data import tokenize_all
-from elmo_jax.downstream.export import save_classifier
+from elmo_jax.downstream.export import check_export_dir, save_classifier
 from elmo_jax.downstream.models import (
     LayerCache,
     SentenceClassifierConfig,
@@ -230,6 +230,10 @@ def classify(
         spec = dataclasses.replace(spec, tfds_dir=os.path.expanduser(spec.tfds_dir))
     tokenizer = config.data.get("tokenizer", "spacy")
     options, weights = bilm_files(config.bilm)
+    export_dir = Path(config.get("export_dir", "") or Path(workdir).absolute() / "export")
+    overwrite = bool(config.get("overwrite", False))
+    export_inputs = [spec.path, options, weights]
+    check_export_dir(export_dir, inputs=export_inputs, overwrite=overwrite)
     bilm_params, bilm_config = load_allennlp(options, weights)
     c = config.classifier
     layers = tuple(int(k) for k in c.layers)
@@ -320,7 +324,6 @@ def classify(
             results[f"mix_layer_{k}"] = float(w)
         test_metrics = result.test
         results.update({f"test/{k}": v for k, v in test_metrics.items()})
-        export_dir = Path(config.get("export_dir", "") or run.workdir / "export")
         save_classifier(
             export_dir,
             jax.device_get(best_params),
@@ -336,6 +339,9 @@ def classify(
                 "valid": {k[6:]: v for k, v in results.items() if k.startswith("valid/")},
                 "test": test_metrics,
             },
+            overwrite=overwrite,
+            inputs=export_inputs,
+            config=config,
         )
         run.log(f"exported the classifier to {export_dir}; mix {np.round(mix_weights, 3).tolist()}")
     return results

@@ -47,12 +47,12 @@ Bad input, documented policies:
 
 The whole input is read into memory first (the stateless mode sorts it by length). The output is
 written to `OUTPUT.PID.partial` in the same folder and renamed into place when complete, so an
-interrupted run (Ctrl-C, a crash) never leaves a file that looks finished.
+interrupted run (Ctrl-C, a crash) never leaves a file that looks finished. The output may not
+be the input, and an existing file this command did not write is refused unless `overwrite`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import io
@@ -74,6 +74,7 @@ from elmo_jax.model.bilm import bilm_apply, bilm_apply_embedded, remove_sentence
 from elmo_jax.model.characters import batch_to_ids
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.lstmp import zero_state
+from ulmfit_jax.core import outputs
 
 Params = dict
 
@@ -204,20 +205,22 @@ def _batches(sentences: list[list[str]], batch_size: int, stateful: bool):
         yield rows, min(batch_size, 1 << (len(rows) - 1).bit_length())
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it to `path` if the block completes and
-    removes it if the block raises (KeyboardInterrupt included)."""
-    path = Path(path)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    # Created here (mode 0o666 less the umask, as `open` would) so that h5py only truncates it.
-    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+# Kept under its old name: the one atomic writer is the core's.
+atomic_output = outputs.atomic_file
+
+# The attribute that marks an hdf5 file as this command's output (`_is_our_output`).
+WRITTEN_BY = "elmo_jax embed"
+
+
+def _is_our_output(path: Path) -> bool:
+    """An hdf5 file this command wrote (it may be replaced without --overwrite): marked with
+    `written_by`, or, from before the mark, holding the `layers` and `stateful` attributes."""
     try:
-        yield partial
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        with h5py.File(path, "r") as f:
+            attrs = set(f.attrs)
+            return f.attrs.get("written_by") == WRITTEN_BY or {"layers", "stateful"} <= attrs
+    except OSError:  # not hdf5
+        return False
 
 
 def empty_embedding(config: BiLMConfig, layers: str = "all") -> np.ndarray:
@@ -306,6 +309,7 @@ def embed_file(
     invalid_utf8: str = "error",
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> EmbedStats:
     """Embed every line of `input_path` into `output_path` (module docstring).
 
@@ -322,12 +326,19 @@ def embed_file(
       invalid_utf8: "error" or "replace".
       progress: show a progress bar; None means only when stdout is a terminal.
       log: where to report the throughput line (None: nowhere).
+      overwrite: replace an existing output that this command did not write (never the input).
 
     Returns:
       The `EmbedStats` of the run.
+
+    Raises:
+      outputs.OutputRefused: the output is the input, or a file this command did not write.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
+    outputs.check_output_file(
+        output_path, inputs=[input_path], overwrite=overwrite, is_ours=_is_our_output
+    )
     embedder = Embedder(params, config, layers, token_cache)
     lines = read_lines(input_path, invalid_utf8)
     if use_sentence_keys:
@@ -342,6 +353,7 @@ def embed_file(
         h5py.File(partial, "w") as fout,
         tqdm(total=len(sentences), unit="sent", disable=not progress) as bar,
     ):
+        fout.attrs["written_by"] = WRITTEN_BY
         fout.attrs["layers"] = layers
         fout.attrs["stateful"] = stateful
         batches = embed_batches(

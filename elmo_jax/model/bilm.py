@@ -32,6 +32,7 @@ from elmo_jax.model.characters import (
 )
 from elmo_jax.model.config import BiLMConfig
 from elmo_jax.model.lstmp import State, bilstm_apply, zero_state
+from ulmfit_jax.core.nn.id_checks import check_ids
 
 Params = dict
 
@@ -82,6 +83,26 @@ def remove_sentence_boundaries(x: jax.Array, mask: jax.Array) -> tuple[jax.Array
     return jnp.where(keep, x[:, 1:-1], 0.0), new_mask
 
 
+def _check_char_range(char_ids, n_characters: int) -> None:
+    """Integer ids in `[0, n_characters)`: checked now when concrete, compiled into the
+    program under jit (`ulmfit_jax.core.nn.id_checks`). JAX would read NaN past the table."""
+    if not jnp.issubdtype(char_ids.dtype, jnp.integer):
+        raise ValueError(
+            f"char_ids must hold integer character ids (from batch_to_ids), got dtype "
+            f"{char_ids.dtype}"
+        )
+    if isinstance(char_ids, jax.core.Tracer):
+        check_ids(char_ids, n_characters, "char_ids")
+        return
+    values = np.asarray(char_ids)
+    if values.size and (values.min() < 0 or values.max() >= n_characters):
+        bad = values[(values < 0) | (values >= n_characters)]
+        raise ValueError(
+            f"char_ids has ids outside [0, {n_characters}) (the character vocabulary): "
+            f"e.g. {bad[:5].tolist()}"
+        )
+
+
 def embed_characters(
     params: Params, config: BiLMConfig, char_ids: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -98,6 +119,7 @@ def embed_characters(
             f"char_ids must be int[batch, time, {config.max_characters_per_token}], "
             f"got shape {tuple(char_ids.shape)}"
         )
+    _check_char_range(char_ids, config.n_characters)
     lengths = jnp.sum(jnp.any(char_ids > 0, axis=-1), axis=1)
     bos, eos = _boundary_ids(config)
     ids = add_sentence_boundaries(char_ids, lengths, jnp.asarray(bos), jnp.asarray(eos))

@@ -29,6 +29,7 @@ def get_config(variant: str = "") -> ConfigDict:
     c.seed = 0
     c.stage = "train"  # or "predict": label predict.input with the export
     c.export_dir = ""  # "" is WORKDIR/export
+    c.overwrite = False  # True: replace an export_dir this program did not write
 
     c.bilm = ConfigDict()
     c.bilm.dir = ""  # an export folder (options.json + lm_weights.hdf5), or:

@@ -28,6 +28,7 @@ def get_config(variant: str = "") -> ConfigDict:
     c = ConfigDict()
     c.seed = 0
     c.stage = "train"  # or "predict": tag predict.input with the export
+    c.overwrite = False  # True: replace a WORKDIR/export this program did not write
 
     c.bilm = ConfigDict()
     c.bilm.dir = ""  # an export folder (options.json + lm_weights.hdf5), or:

@@ -23,11 +23,18 @@ Machines without direct access:
   address and the exact cache path; a file downloaded elsewhere and copied to that path is used
   from then on.
 
+A body that is not what the address promises never stays in the cache: an HTML page (a login
+or error page served with status 200) for a `.pth`, `.pkl`, `.hdf5` or archive, or an archive
+that does not read to its end (truncated, corrupt). It is removed and a `DownloadError` says the
+download was bad and what was removed; a bad file already in the cache is removed and
+downloaded again.
+
     >>> path = fetch("https://example.org/weights.pth", known_hash="sha256:...")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -46,6 +53,9 @@ READ_TIMEOUT_S = 30.0
 
 _REMOTE = ("http://", "https://", "gs://", "hf://")
 _ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".zip")
+# Binary formats: a body that starts like a web page is never one of these.
+_BINARY_SUFFIXES = (".pth", ".pt", ".pkl", ".hdf5", ".h5", ".npz", ".npy", ".bin", ".gz")
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
 
 
 class DownloadError(OSError):
@@ -221,6 +231,62 @@ def _local_source(source: str, target: Path, known_hash: str | None) -> None:
     _copy_into(target, lambda tmp: shutil.copyfile(path, tmp), known_hash, source)
 
 
+def _suffix(name: str) -> str:
+    """The format a file name promises: ".tar.gz" for x.tar.gz, ".pth" for w.pth."""
+    name = name.lower()
+    return ".tar.gz" if name.endswith(".tar.gz") else os.path.splitext(name)[1]
+
+
+def _looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith(_HTML_STARTS)
+
+
+def _unreadable_archive(path: Path, suffix: str) -> str | None:
+    """Why the archive at `path` does not read to its end, or None when it does."""
+    try:
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            return f"member {bad!r} is damaged" if bad else None
+        if suffix in (".tgz", ".tar.gz"):
+            with gzip.open(path, "rb") as stream:  # the whole stream: truncation, CRC
+                while stream.read(1 << 20):
+                    pass
+        with tarfile.open(path) as archive:
+            archive.getmembers()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
+def bad_body(path: Path, name: str) -> str | None:
+    """Why the file at `path`, fetched as `name`, is not what that name promises (an HTML page
+    for a binary format; an archive that does not read to its end), or None."""
+    suffix = _suffix(name)
+    if suffix in _BINARY_SUFFIXES + _ARCHIVE_SUFFIXES and _looks_like_html(path):
+        return f"it is an HTML page, not a {suffix} file"
+    if suffix in _ARCHIVE_SUFFIXES:
+        reason = _unreadable_archive(path, suffix)
+        if reason:
+            return f"the {suffix} archive is truncated or damaged ({reason})"
+    return None
+
+
+def _reject_bad_body(address: str, source: str, target: Path) -> None:
+    """Remove a download that is not what `address` promises, and say so."""
+    reason = bad_body(target, _basename(address))
+    if reason is None:
+        return
+    target.unlink(missing_ok=True)
+    via = f" (from the mirror {source})" if source != address else ""
+    raise DownloadError(
+        f"the download of {address}{via} was bad: {reason}; removed {target} from the "
+        "cache. Check the address (or the mirror's copy) and try again"
+    )
+
+
 def fetch(
     address: str | os.PathLike,
     *,
@@ -254,9 +320,15 @@ def fetch(
     address = str(address)
     target = cache_path(address, cache_dir)
     if target.is_file():
-        if known_hash is None or _hash_matches(target, known_hash):
+        if known_hash is not None:
+            if _hash_matches(target, known_hash):
+                return target
+        elif not (
+            _suffix(target.name) in _BINARY_SUFFIXES + _ARCHIVE_SUFFIXES
+            and _looks_like_html(target)
+        ):
             return target
-        target.unlink()  # a stale or damaged copy: download it again
+        target.unlink()  # a stale or damaged copy (or a cached web page): download it again
     target.parent.mkdir(parents=True, exist_ok=True)
     source = mirrored(address)
     try:
@@ -270,6 +342,8 @@ def fetch(
             _local_source(source, target, known_hash)
     except _DownloadFailure as error:
         raise _error(address, source, target, str(error)) from error.__cause__
+    if known_hash is None:  # a matching checksum already says it is the promised file
+        _reject_bad_body(address, source, target)
     return target
 
 
@@ -323,7 +397,14 @@ def unpack(archive: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
             if not dest.is_dir():  # another process may have unpacked it meanwhile
                 raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"{archive}: not a readable archive ({error})") from error
+        reason = " ".join(str(error).split())  # tarfile lists every method it tried
+        if archive.parent.resolve() == downloads.resolve():  # a bad download: not kept
+            archive.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{archive}: the downloaded archive is not readable ({reason}); it was "
+                "removed from the cache, so the next call downloads it again"
+            ) from error
+        raise ValueError(f"{archive}: not a readable archive ({reason})") from error
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -24,6 +24,7 @@ import numpy as np
 from ulmfit_jax.core.data.classification import load_test
 from ulmfit_jax.core.data.spec import DataSpec
 from ulmfit_jax.core.data.tables import TABLE_FORMATS, document_text, format_of, read_table
+from ulmfit_jax.core.outputs import atomic_file, check_output_file
 from ulmfit_jax.inference.metrics import (
     classification_metrics,
     confusion_matrix,
@@ -114,6 +115,22 @@ def read_inputs(path: Path, text_fields: Sequence[str]) -> tuple[list[str], list
     return text.replace("\r\n", "\n").split("\n")[: -1 if text.endswith("\n") else None], None
 
 
+def _is_predictions_file(path: Path) -> bool:
+    """A file `predict_stage` wrote (replaced without `overwrite`): its first line is a CSV
+    header or a JSON record with a "prediction" column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix.lower() == ".jsonl":
+        try:
+            return "prediction" in json.loads(first)
+        except (ValueError, TypeError):
+            return False
+    return "prediction" in next(csv.reader([first]), [])
+
+
 def predict_stage(config) -> Path:
     """Classify every line (or table row) of `predict.input`; write CSV or JSONL `predict.output`.
 
@@ -129,6 +146,12 @@ def predict_stage(config) -> Path:
     source, target = Path(config.predict.input), Path(config.predict.output)
     if not source.is_file():
         raise FileNotFoundError(f"predict.input {source} is not a file")
+    check_output_file(
+        target,
+        inputs=[source, *config.eval.workdirs],
+        overwrite=bool(config.get("overwrite", False)),
+        is_ours=_is_predictions_file,
+    )
     predictors = load_predictors([str(w) for w in config.eval.workdirs])
     fields = tuple(config.predict.text_fields) or (config.predict.text_field,)
     texts, rows = read_inputs(source, fields)
@@ -151,17 +174,16 @@ def predict_stage(config) -> Path:
             record[f"prob_{name}"] = "" if k is None else f"{float(outputs[k, j]):.6f}"
         records.append(record)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    if target.suffix.lower() == ".jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, default=str) + "\n")
-    else:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["text"])
-            writer.writeheader()
-            writer.writerows(records)
-    tmp.replace(target)
+    with atomic_file(target) as tmp:
+        if target.suffix.lower() == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for record in records:
+                    f.write(json.dumps(record, default=str) + "\n")
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["text"])
+                writer.writeheader()
+                writer.writerows(records)
     skipped = len(texts) - len(real)
     print(
         f"wrote {len(real)} predictions to {target}"

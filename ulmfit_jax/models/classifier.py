@@ -40,7 +40,12 @@ import numpy as np
 
 from ulmfit_jax.core.nn import precision
 from ulmfit_jax.models import awd_lstm
-from ulmfit_jax.models.validation import check_lengths, check_tokens, is_concrete
+from ulmfit_jax.models.validation import (
+    check_lengths,
+    check_token_range,
+    check_tokens,
+    is_concrete,
+)
 
 BN_MOMENTUM = 0.1  # PyTorch's BatchNorm1d default, as fastai uses it
 BN_EPS = 1e-5
@@ -359,6 +364,8 @@ def classifier_forward(params, config: ClassifierConfig, tokens, lengths, rng=No
       `(logits float32[batch, n_class], batch_stats, outputs, keep)`: the encoder outputs BPT3C
       kept (`[batch, kept_time, n_hid]`) and their mask, which AR/TAR need in training.
     """
+    # The training step calls this directly: ids past the vocabulary are an error here too.
+    check_token_range(tokens, config.vocab_size, "docs")
     enc_rng, head_rng = jax.random.split(rng) if rng is not None else (None, None)
     outputs, keep = bpt3c_encode(params["encoder"], config, tokens, lengths, enc_rng)
     pooled = masked_concat_pool(outputs, keep, lengths)

@@ -2,7 +2,8 @@
 
 Without them a wrong rank or an out-of-range id surfaces as an XLA shape error, or worse: JAX
 clamps out-of-range gathers, so an id past the vocabulary would silently read the last row.
-Checks on values run only when the values are concrete (not under `jax.jit` tracing).
+Checks on values run directly when the values are concrete; under `jax.jit` tracing the id
+range check is compiled into the program (`ulmfit_jax.core.nn.id_checks`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ulmfit_jax.core.nn.id_checks import check_ids
 
 
 def is_concrete(x) -> bool:
@@ -33,15 +36,28 @@ def check_tokens(tokens, vocab_size: int, name: str = "tokens") -> jax.Array:
         raise ValueError(f"{name} must hold integer ids, got dtype {tokens.dtype}")
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(tokens.shape)}")
-    if is_concrete(tokens):
-        values = np.asarray(tokens)
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= vocab_size:
-            bad = values[(values < 0) | (values >= vocab_size)]
-            raise ValueError(
-                f"{name} has ids outside the vocabulary [0, {vocab_size}): e.g. {bad[:5].tolist()}"
-            )
+    check_token_range(tokens, vocab_size, name)
     return jnp.asarray(tokens, jnp.int32)
+
+
+def check_token_range(tokens, vocab_size: int, name: str = "tokens") -> None:
+    """Every id in `[0, vocab_size)`: checked now for concrete ids, when the program runs for
+    traced ones (under `jax.jit` / `nnx.jit`).
+
+    Raises:
+      ValueError: naming the ids outside the vocabulary (from inside jit: wrapped by JAX in a
+        `JaxRuntimeError` when the result is read).
+    """
+    if not is_concrete(tokens):
+        check_ids(tokens, vocab_size, name)
+        return
+    values = np.asarray(tokens)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocab_size:
+        bad = values[(values < 0) | (values >= vocab_size)]
+        raise ValueError(
+            f"{name} has ids outside the vocabulary [0, {vocab_size}): e.g. {bad[:5].tolist()}"
+        )
 
 
 def check_state(state, shapes: Sequence[tuple[int, int]], name: str = "state"):

@@ -36,7 +36,7 @@ from ulmfit_jax.optim import param_groups
 from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
 from ulmfit_jax.stages.lm_stage import cache_dir
 from ulmfit_jax.stages.phases import find_lr, fit_phases
-from ulmfit_jax.weights.export import export_params, load_lm
+from ulmfit_jax.weights.export import check_export, export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
 # other data (a wrong init.workdir), not merely a new domain.
@@ -110,6 +110,9 @@ def classify_stage(
     """Train a classifier; returns the best epoch's validation metrics (and `test/*` ones with
     `eval.test_at_end`). `tables` passes in-memory tables (DataFrames) instead of files;
     `callbacks` are the training loop's (`ulmfit_jax.core.runner.callbacks`)."""
+    overwrite = bool(config.get("overwrite", False))
+    if not config.lr_find:
+        check_export(workdir, "classify", inputs=[config.init.workdir], overwrite=overwrite)
     spec = DataSpec.from_config(config.data)
     data = load_classification(spec, seed=config.seed, tables=tables)
     encoder = data.encoder
@@ -243,7 +246,10 @@ def classify_stage(
         results = {f"valid/{k}": v for k, v in result.valid.items()}
         results.update({f"test/{k}": v for k, v in result.test.items()})
         export_params(
-            workdir, result.best_params, dict(meta, best=result.best, valid=_plain(results))
+            workdir,
+            result.best_params,
+            dict(meta, best=result.best, valid=_plain(results)),
+            overwrite=overwrite,
         )
     return results
 

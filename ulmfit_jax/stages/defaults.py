@@ -79,6 +79,9 @@ def base_config(stage: str) -> ConfigDict:
     # lr_find=True runs fastai's learning-rate finder for phase `lr_finder.phase` instead of
     # training, writing WORKDIR/lr_find.json and lr_find.png.
     c.lr_find = False
+    # overwrite=True lets a stage replace a WORKDIR/export it did not write (another stage's
+    # export, e.g. a converted model, or a user's folder); its own it always replaces.
+    c.overwrite = False
     c.lr_finder = ConfigDict(dict(start_lr=1e-7, end_lr=10.0, num_it=100, phase=0))
 
     c.init = ConfigDict(dict(workdir="", fastai_pth="", fastai_itos="", pretrained=""))

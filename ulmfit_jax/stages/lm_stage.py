@@ -33,7 +33,7 @@ from ulmfit_jax.stages.lm_steps import evaluate_lm, make_lm_train_step
 from ulmfit_jax.stages.phases import find_lr, fit_phases
 from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.weights import fastai, pretrained
-from ulmfit_jax.weights.export import LM_STAGES, export_params, load_lm
+from ulmfit_jax.weights.export import LM_STAGES, check_export, export_params, load_lm
 
 __all__ = ["LM_STAGES", "cache_dir", "lm_config", "lm_stage"]
 
@@ -86,6 +86,9 @@ def lm_stage(
     the training loop's (`ulmfit_jax.core.runner.callbacks`)."""
     stage = config.stage
     check_init(config)
+    overwrite = bool(config.get("overwrite", False))
+    if not config.lr_find:
+        check_export(workdir, stage, inputs=[config.init.workdir], overwrite=overwrite)
     spec = DataSpec.from_config(config.data)
     train_docs, valid_docs = corpus.lm_corpus(
         spec, seed=config.seed, cache_dir=cache_dir(config), n_workers=config.tokenizer_workers
@@ -210,7 +213,12 @@ def lm_stage(
             callbacks=callbacks,
         )
         best, metrics = result.best, result.valid
-        export_params(workdir, result.best_params, dict(meta, valid=metrics, best=best))
+        export_params(
+            workdir,
+            result.best_params,
+            dict(meta, valid=metrics, best=best),
+            overwrite=overwrite,
+        )
         run.log(
             f"{stage} done: best epoch {best['epoch'] + 1} by valid {best['monitor']}: "
             f"perplexity {metrics['perplexity']:.1f}, accuracy {metrics['accuracy']:.3f}"

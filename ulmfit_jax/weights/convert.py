@@ -80,7 +80,7 @@ def convert_lm(
         "backward": bool(backward),
         "source": source or _source(pth, itos),
     }
-    export_params(out, params, meta)
+    export_params(out, params, meta, writer="convert")
     return meta
 
 
@@ -159,5 +159,5 @@ def convert_classifier(
         "max_tokens": int(max_tokens),
         "source": _source(pth, itos),
     }
-    export_params(out, params, meta)
+    export_params(out, params, meta, writer="convert")
     return meta

@@ -33,9 +33,38 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 from etils import epath
 
 log = logging.getLogger(__name__)
+
+
+class _QuietLibraries(logging.Filter):
+    """Drops the INFO and DEBUG records that orbax (and jax) send through absl's logger: a tiny
+    run otherwise prints hundreds of lines about handlers and registries. Warnings and errors
+    pass; `show_library_logs()` (the programs' `--verbose`) lets everything through."""
+
+    PACKAGES = (f"{os.sep}orbax{os.sep}", f"{os.sep}jax{os.sep}")
+
+    def __init__(self):
+        super().__init__()
+        self.verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose or record.levelno >= logging.WARNING:
+            return True
+        return not any(package in record.pathname for package in self.PACKAGES)
+
+
+_QUIET = _QuietLibraries()
+logging.getLogger("absl").addFilter(_QUIET)  # orbax logs through absl's logger
+absl_logging.get_absl_handler().addFilter(_QUIET)  # jax's loggers reach it through the root
+
+
+def show_library_logs(show: bool = True) -> None:
+    """Let orbax's and jax's INFO logs through (they are off by default)."""
+    _QUIET.verbose = show
+
 
 # Characters of the underlying error kept in the message about a damaged checkpoint.
 MAX_REASON = 200

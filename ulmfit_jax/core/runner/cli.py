@@ -7,10 +7,11 @@ file, a workdir that cannot be written or that another run holds) ends with one 
     train.ulmfit: error: MESSAGE
 
 and exit status 2 instead of a traceback; `--verbose` (or `ULMFIT_TRACEBACK=1`) prints the
-traceback too. absl parses the flags, and ml_collections loads the config file, before `main`
-runs, so both steps are wrapped. A preempted run (SIGTERM: the loop saves and stops) and Ctrl-C
-end with one line as well (exit 143 and 130), and SIGTERM outside the training loop leaves
-through the normal exit path, so the workdir's lock is released.
+traceback too, and orbax's and jax's INFO logs, off otherwise. absl parses the flags, and
+ml_collections loads the config file, before `main` runs, so both steps are wrapped. A
+preempted run (SIGTERM: the loop saves and stops) and Ctrl-C end with one line as well (exit
+143 and 130), and SIGTERM outside the training loop leaves through the normal exit path, so the
+workdir's lock is released.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def define_common_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         flag_values=flag_values,
     )
     flags.DEFINE_bool(
-        "verbose", False, "On an error, print its traceback too.", flag_values=flag_values
+        "verbose",
+        False,
+        "On an error, print its traceback too; show orbax's and jax's INFO logs (off by default).",
+        flag_values=flag_values,
     )
 
 
@@ -116,8 +120,11 @@ def run_program(
 
     def checked_main(args: list[str]) -> None:
         # Imported here, not at the top: `--help` should not wait for JAX.
+        from ulmfit_jax.core.runner.checkpointing import show_library_logs
         from ulmfit_jax.core.runner.run import Preempted
         from ulmfit_jax.core.runner.workdir import WorkdirInUse
+
+        show_library_logs(_traceback_wanted(argv))
 
         # Errors of user input: a config value the code refuses; a file that is missing,
         # unreadable or corrupt; a workdir that is read-only or held by another run.

@@ -40,6 +40,7 @@ RESULT_NEUTRAL_KEYS = frozenset(
         "tokenizer_workers",
         "cache_dir",
         "data.tfds_dir",
+        "overwrite",
     }
 )
 
