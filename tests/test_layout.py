@@ -142,7 +142,7 @@ def test_reading_a_csv_imports_no_tensorflow_datasets(tmp_path):
 
 
 def test_no_two_packages_share_a_name():
-    """`ulmfit_jax/batching` beside `ulmfit_jax/core/data` read as one thing: each name once."""
+    """A family package named `data` beside `core/data` read as one thing: each name once."""
     for package in PACKAGES:
         names = [p.parent.name for p in (ROOT / package).rglob("__init__.py")]
         names = [n for n in names if n != package]
