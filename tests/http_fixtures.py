@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.server
+import io
+import tarfile
 import threading
 from pathlib import Path
 
@@ -18,7 +20,36 @@ def isolated_cache(tmp_path: Path, monkeypatch) -> Path:
     return root
 
 
-class FileServer:
+def tgz(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz archive of `{name: content}`, in memory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a daemon thread, for a `BaseHTTPRequestHandler`;
+    `with` starts and stops it, `url` is its address."""
+
+    def __init__(self, handler: type):
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class FileServer(LocalServer):
     """Serves `files[path] = bytes` on 127.0.0.1 in a thread.
 
     `requests[path]` counts GETs; a path in `truncate` announces its full Content-Length but
@@ -51,17 +82,7 @@ class FileServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(Handler)
 
 
 @contextlib.contextmanager

@@ -13,11 +13,12 @@ import collections
 import hashlib
 import http.server
 import json
-import threading
 import urllib.parse
 
+from http_fixtures import LocalServer
 
-class HubStandIn:
+
+class HubStandIn(LocalServer):
     def __init__(self):
         self.repos: dict[str, dict[str, dict[str, bytes]]] = {}
         self.commits: dict[str, dict[str, str]] = {}
@@ -155,9 +156,7 @@ class HubStandIn:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def files_at(self, repo: str, revision: str) -> dict[str, bytes] | None:
         """The files of `repo` at a revision name or a commit hash (None: no such revision)."""
@@ -172,11 +171,3 @@ class HubStandIn:
     def commit_of(self, repo: str, revision: str) -> str:
         commits = self.commits[repo]
         return commits.get(revision, revision)
-
-    def __enter__(self) -> HubStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

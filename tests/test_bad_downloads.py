@@ -1,12 +1,10 @@
 """Issue 39, cases 20-22: a body that is not what the address promises (an HTML page served
 with 200, a truncated archive) never stays in the cache, and the error says so in one line."""
 
-import io
-import tarfile
 from posixpath import basename
 
 import pytest
-from http_fixtures import serving
+from http_fixtures import serving, tgz
 
 from ulmfit_jax.core.fetch import DownloadError, cache_path, fetch, fetch_archive
 from ulmfit_jax.weights import pretrained
@@ -25,16 +23,6 @@ def cache(tmp_path, monkeypatch):
 def downloads(root):
     folder = root / "downloads"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
-
-def tgz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -92,22 +92,28 @@ def test_a_vocabulary_of_another_size_is_refused(fastai_fixture, tmp_path):
 # --- the written files in fastai itself ----------------------------------------------------
 
 
-def test_fastai_loads_the_language_model_and_gives_our_logits(fastai_fixture, tmp_path):
+def fastai_lm_logits(pth, config, tokens) -> np.ndarray:
+    """fastai 2.8's own language model (`get_language_model(AWD_LSTM, ...)`) with the `.pth`
+    file at `pth` loaded, run on `tokens` int[batch, time] in eval mode from a reset state."""
     text = pytest.importorskip("fastai.text.all")
     import torch
 
-    root, expected = fastai_fixture
-    params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
-    save_fastai_lm(params, config, itos, tmp_path / "lm.pth")
     arch = dict(text.awd_lstm_lm_config, emb_sz=config.emb_sz, n_hid=config.n_hid)
     arch["n_layers"] = config.n_layers
     model = text.get_language_model(text.AWD_LSTM, config.vocab_size, config=arch)
-    model.load_state_dict(torch.load(tmp_path / "lm.pth"))
+    model.load_state_dict(torch.load(pth))
     model.eval()
     model.reset()
-    tokens = expected["lm_tokens"][:, :10]
     with torch.no_grad():
-        theirs = model(torch.from_numpy(np.asarray(tokens, np.int64)))[0].numpy()
+        return model(torch.from_numpy(np.asarray(tokens, np.int64)))[0].numpy()
+
+
+def test_fastai_loads_the_language_model_and_gives_our_logits(fastai_fixture, tmp_path):
+    root, expected = fastai_fixture
+    params, config, itos = ulmfit_jax.load_fastai_lm(root / "lm.pth", root / "lm_itos.pkl")
+    save_fastai_lm(params, config, itos, tmp_path / "lm.pth")
+    tokens = expected["lm_tokens"][:, :10]
+    theirs = fastai_lm_logits(tmp_path / "lm.pth", config, tokens)
     ours, _ = ulmfit_jax.lm_apply(params, config, tokens)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
 
@@ -147,31 +153,20 @@ def test_fastai_loads_the_classifier_and_gives_our_logits(
 
 def test_fastai_gives_our_logits_for_a_model_made_here(tmp_path):
     """A model initialised here (with a non-zero decoder bias), not one that came from fastai."""
-    text = pytest.importorskip("fastai.text.all")
-    import torch
-
     config = ulmfit_jax.AWDLSTMConfig(vocab_size=40, emb_sz=12, n_hid=20, n_layers=2)
     params = ulmfit_jax.init_lm_params(jax.random.key(3), config)
     params["decoder"]["bias"] = jax.random.normal(jax.random.key(4), (40,))
     save_fastai_lm(params, config, None, tmp_path / "lm.pth")
-    arch = dict(text.awd_lstm_lm_config, emb_sz=12, n_hid=20, n_layers=2)
-    model = text.get_language_model(text.AWD_LSTM, 40, config=arch)
-    model.load_state_dict(torch.load(tmp_path / "lm.pth"))
-    model.eval()
-    model.reset()
     tokens = np.random.default_rng(0).integers(0, 40, (3, 15))
-    with torch.no_grad():
-        theirs = model(torch.from_numpy(tokens))[0].numpy()
+    theirs = fastai_lm_logits(tmp_path / "lm.pth", config, tokens)
     ours, _ = ulmfit_jax.lm_apply(params, config, tokens)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)
 
 
 def test_fastai_pth_through_a_model_folder_and_back_into_fastai(fastai_fixture, tmp_path):
     """fastai .pth in -> model folder -> fastai .pth out -> fastai's logits are ours."""
-    text = pytest.importorskip("fastai.text.all")
+    pytest.importorskip("fastai.text.all")
     import dataclasses
-
-    import torch
 
     from ulmfit_jax.weights.folder import load_language_model, save_pretrained
 
@@ -182,15 +177,8 @@ def test_fastai_pth_through_a_model_folder_and_back_into_fastai(fastai_fixture, 
     again, config_again, vocab, _ = load_language_model(folder)
     assert_trees_equal(again, params)
     save_fastai_lm(again, config_again, vocab.itos, tmp_path / "out.pth", tmp_path / "itos.pkl")
-    arch = dict(text.awd_lstm_lm_config, emb_sz=config.emb_sz, n_hid=config.n_hid)
-    arch["n_layers"] = config.n_layers
-    model = text.get_language_model(text.AWD_LSTM, config.vocab_size, config=arch)
-    model.load_state_dict(torch.load(tmp_path / "out.pth"))
-    model.eval()
-    model.reset()
     tokens = expected["lm_tokens"][:, :10]
-    with torch.no_grad():
-        theirs = model(torch.from_numpy(np.asarray(tokens, np.int64)))[0].numpy()
+    theirs = fastai_lm_logits(tmp_path / "out.pth", config, tokens)
     np.testing.assert_allclose(theirs, expected["lm_logits"][0], atol=ATOL, rtol=0)
     ours, _ = ulmfit_jax.lm_apply(params, config, tokens)
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=0)

@@ -1,7 +1,6 @@
 """Cached, checked downloads: `ulmfit_jax.core.fetch` against a local HTTP server."""
 
 import hashlib
-import io
 import socket
 import sys
 import tarfile
@@ -10,7 +9,7 @@ import types
 import zipfile
 
 import pytest
-from http_fixtures import isolated_cache, serving
+from http_fixtures import isolated_cache, serving, tgz
 
 from ulmfit_jax.core import fetch as fetch_lib
 from ulmfit_jax.core.fetch import DownloadError, cache_path, fetch, fetch_archive
@@ -123,16 +122,6 @@ def test_partial_download_never_reaches_the_cache(cache):
         with pytest.raises(DownloadError):
             fetch(f"{server.url}/w.pth")
     assert cached_files(cache) == []
-
-
-def tgz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def test_archive_is_unpacked_once(cache, monkeypatch):

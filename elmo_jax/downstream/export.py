@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from elmo_jax.downstream.models import SentenceClassifierConfig
-from ulmfit_jax.core import outputs
+from ulmfit_jax.core import nested, outputs
 
 FORMAT = "elmo-classifier"
 PROGRAM, STAGE = "elmo_jax", "classify"
@@ -56,35 +56,26 @@ def check_export_dir(
     Raises:
       outputs.OutputRefused: a one-line error naming the folder.
     """
+    check_owned_export(directory, STAGE, _legacy_owner, inputs=inputs, overwrite=overwrite)
+
+
+def check_owned_export(
+    directory: str | os.PathLike,
+    stage: str,
+    legacy_owner,
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    overwrite: bool = False,
+) -> None:
+    """`outputs.check_output_folder` for an ELMo task program's export folder (`stage`:
+    "classify" or "tag"; `legacy_owner` recognises its exports written before markers)."""
     outputs.check_output_folder(
         directory,
-        outputs.owner_record(PROGRAM, STAGE),
+        outputs.owner_record(PROGRAM, stage),
         inputs=inputs,
         overwrite=overwrite,
-        legacy_owner=_legacy_owner,
+        legacy_owner=legacy_owner,
     )
-
-
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = np.asarray(value)
-    return flat
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
-    tree: dict = {}
-    for name, value in flat.items():
-        *path, leaf = name.split("/")
-        node = tree
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def save_classifier(
@@ -108,7 +99,7 @@ def save_classifier(
     epoch = best.get("epoch") if isinstance(best, Mapping) else None
 
     def write(folder: Path) -> None:
-        np.savez(folder / "classifier.npz", **_flatten(params))
+        np.savez(folder / "classifier.npz", **nested.flatten(params, sep="/", leaf=np.asarray))
         record = {"format": FORMAT, "version": 1, **meta}
         (folder / "classifier.json").write_text(json.dumps(record, indent=2, default=float))
 
@@ -139,5 +130,5 @@ def load_classifier(directory: str | os.PathLike) -> tuple[dict, SentenceClassif
     model = dict(meta["model"])
     model["layers"] = tuple(model["layers"])
     with np.load(directory / "classifier.npz") as arrays:
-        params = _unflatten({k: arrays[k] for k in arrays.files})
+        params = nested.unflatten({k: arrays[k] for k in arrays.files}, sep="/")
     return params, SentenceClassifierConfig(**model), meta

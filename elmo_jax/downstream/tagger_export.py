@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from elmo_jax.downstream.export import check_owned_export
 from elmo_jax.downstream.tagger import ElmoTagger, TaggerConfig, init_tagger, jit_decode
 from elmo_jax.embedding.files import bucket_length
 from elmo_jax.model.characters import batch_to_ids
@@ -77,13 +78,7 @@ def check_tagger_export(
     Raises:
       outputs.OutputRefused: a one-line error naming the folder.
     """
-    outputs.check_output_folder(
-        directory,
-        outputs.owner_record(PROGRAM, STAGE),
-        inputs=inputs,
-        overwrite=overwrite,
-        legacy_owner=_legacy_owner,
-    )
+    check_owned_export(directory, STAGE, _legacy_owner, inputs=inputs, overwrite=overwrite)
 
 
 def export_tagger(

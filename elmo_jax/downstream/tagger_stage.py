@@ -54,14 +54,18 @@ from elmo_jax.downstream.tagger_export import (
     load_tagger,
     tag_sentences,
 )
-from elmo_jax.downstream.train import CachedEpochs, ClassBatches, count_tokens
+from elmo_jax.downstream.train import (
+    CachedEpochs,
+    ClassBatches,
+    count_tokens,
+    fit_epochs,
+    task_train_step,
+)
 from elmo_jax.weights.allennlp import load_allennlp
 from ulmfit_jax.core.outputs import check_not_input
-from ulmfit_jax.core.runner import sharding
-from ulmfit_jax.core.runner.fit import Phase, fit
 from ulmfit_jax.core.runner.run import Run
 from ulmfit_jax.core.runner.step import TrainStep
-from ulmfit_jax.core.runner.train_state import TrainState, create_train_state
+from ulmfit_jax.core.runner.train_state import create_train_state
 
 FORMATS = ("conll", "tfds")
 PREFIX_ORDER = {"B": 0, "I": 1, "L": 2, "U": 3}
@@ -183,20 +187,13 @@ def make_step(
     parts = [optax.clip_by_global_norm(grad_norm)] if grad_norm > 0 else []
     optimizer = optax.chain(*parts, optax.adam(learning_rate))
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def jitted(state: TrainState, batch: TagBatch):
-        next_key, step_key = state.split_key("rbg")
+    def loss_and_metrics(params, batch: TagBatch, rng):
+        loss = tagger_loss(
+            params, config, batch.layers, batch.mask, batch.tags, train=True, rng=rng
+        )
+        return loss, {"loss": loss}
 
-        def loss_fn(params):
-            return tagger_loss(
-                params, config, batch.layers, batch.mask, batch.tags, train=True, rng=step_key
-            )
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads, optimizer, next_key), {"loss": loss}
-
-    mesh = sharding.make_mesh(jax.devices()[:1])
-    return TrainStep(jitted, mesh, row_fields=TagBatch._fields, what="tagger batch size"), optimizer
+    return task_train_step(loss_and_metrics, optimizer, TagBatch, "tagger batch size"), optimizer
 
 
 _decode = jax.jit(tagger_decode, static_argnums=1)
@@ -280,7 +277,9 @@ def train_tagger(
     if int(t.epochs) < 1:
         raise ValueError(f"train.epochs must be >= 1, got {t.epochs}")
     identity = {"program": "elmo", "stage": "tag"}
-    with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
+    with Run.for_config(
+        workdir, identity, config, resume=resume, resume_changed=resume_changed
+    ) as run:
         train, valid = spec.read("train"), spec.read("valid")
         scheme = str(config.model.scheme)
         names = tag_names([to_scheme(tags, "BIO", scheme) for tags in train.tags])
@@ -315,14 +314,12 @@ def train_tagger(
             predicted = decode_cache(params, model, valid_cache, t.eval_batch_size)
             return span_metrics(valid.tags, predicted)
 
-        result = fit(
+        result = fit_epochs(
             run,
-            state=state,
-            train_step=step,
-            data=batches,
-            phases=[Phase(int(t.epochs))],
-            checkpoint_every=t.checkpoint_every,
-            log_every=t.log_every,
+            state,
+            step,
+            batches,
+            t,
             evaluate=evaluate,
             monitor=str(t.monitor),
             patience=int(t.patience),

@@ -102,31 +102,48 @@ class ClassBatches:
         return ClassBatch(layers, mask, self.labels[rows])
 
 
+def task_train_step(loss_and_metrics, optimizer, batch_type, what: str) -> TrainStep:
+    """A `TrainStep` `(state, batch) -> (state, metrics)` for a task model on cached biLM
+    layers (the sentence classifier's and the tagger's), jitted with the state donated, on one
+    device (the cached layers are small).
+
+    Args:
+      loss_and_metrics: `(params, batch, rng) -> (loss, metrics)`, in training mode.
+      optimizer: the optax optimiser the state was made with.
+      batch_type: the batch NamedTuple (all its fields are rows).
+      what: the batch, for the message when its rows do not split over the mesh.
+    """
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def jitted(state: TrainState, batch):
+        next_key, step_key = state.split_key("rbg")
+
+        def loss_fn(params):
+            return loss_and_metrics(params, batch, step_key)
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return state.apply_gradients(grads, optimizer, next_key), metrics
+
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    return TrainStep(jitted, mesh, row_fields=batch_type._fields, what=what)
+
+
 @functools.lru_cache(maxsize=8)
 def make_step(
     config: SentenceClassifierConfig, learning_rate: float
 ) -> tuple[TrainStep, optax.GradientTransformation]:
-    """A `TrainStep` `(state, ClassBatch) -> (state, metrics)` of Adam, jitted with the state
-    donated, on one device (the cached layers are small), and its optimiser."""
+    """A `TrainStep` `(state, ClassBatch) -> (state, metrics)` of Adam (`task_train_step`), and
+    its optimiser."""
     optimizer = optax.adam(learning_rate)
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def jitted(state: TrainState, batch: ClassBatch):
-        next_key, step_key = state.split_key("rbg")
+    def loss_and_metrics(params, batch: ClassBatch, rng):
+        loss, correct = task_loss(
+            params, config, batch.layers, batch.mask, batch.labels, train=True, rng=rng
+        )
+        return loss, {"loss": loss, "accuracy": correct / batch.labels.shape[0]}
 
-        def loss_fn(params):
-            return task_loss(
-                params, config, batch.layers, batch.mask, batch.labels, train=True, rng=step_key
-            )
-
-        (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        metrics = {"loss": loss, "accuracy": correct / batch.labels.shape[0]}
-        return state.apply_gradients(grads, optimizer, next_key), metrics
-
-    mesh = sharding.make_mesh(jax.devices()[:1])
-    return TrainStep(
-        jitted, mesh, row_fields=ClassBatch._fields, what="classifier batch size"
-    ), optimizer
+    step = task_train_step(loss_and_metrics, optimizer, ClassBatch, "classifier batch size")
+    return step, optimizer
 
 
 def count_tokens(batch: ClassBatch) -> int:
@@ -209,6 +226,22 @@ def _has_test(spec: DataSpec, tables: Mapping[str, Table] | None) -> bool:
     return has_split(spec, spec.test_split, tables)
 
 
+def fit_epochs(run, state, step, batches, train_config, **fit_options):
+    """`fit` for a task program on cached biLM layers: `train_config.epochs` epochs in one
+    phase, checkpoints and logs at `train_config`'s cadence (the sentence classifier's and the
+    tagger's loop)."""
+    return fit(
+        run,
+        state=state,
+        train_step=step,
+        data=batches,
+        phases=[Phase(int(train_config.epochs))],
+        checkpoint_every=train_config.checkpoint_every,
+        log_every=train_config.log_every,
+        **fit_options,
+    )
+
+
 def classify(
     config,
     workdir: str | os.PathLike,
@@ -256,7 +289,9 @@ def classify(
         split = load_test(spec, seed=config.seed, tables=tables)
         test_labels = data.encoder.encode(split.raw_labels, split.where)
     identity = {"program": "elmo", "stage": "classify", "layers": list(layers)}
-    with Run(workdir, identity, config, resume=resume, resume_changed=resume_changed) as run:
+    with Run.for_config(
+        workdir, identity, config, resume=resume, resume_changed=resume_changed
+    ) as run:
         model = SentenceClassifierConfig(
             num_classes=len(names),
             input_dim=bilm_config.output_dim,
@@ -297,14 +332,12 @@ def classify(
             run.log(f"test: {len(split):,} sentences")
             return evaluate(best_params, model, test_cache, test_labels)
 
-        result = fit(
+        result = fit_epochs(
             run,
-            state=state,
-            train_step=step,
-            data=batches,
-            phases=[Phase(int(t.epochs))],
-            checkpoint_every=t.checkpoint_every,
-            log_every=t.log_every,
+            state,
+            step,
+            batches,
+            t,
             evaluate=lambda params: evaluate(params, model, valid_cache, valid_labels),
             monitor=monitor,
             patience=int(t.get("patience", 0)),

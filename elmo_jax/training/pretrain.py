@@ -248,14 +248,8 @@ def pretrain(
     identity = {"program": "elmo", "stage": "pretrain"}
     mesh = sharding.mesh_for_batch(t.batch_size, t.get("num_devices", 0))
     shard_index, shard_count = sharding.process_shard()
-    checkpoint_dir = t.get("checkpoint_dir", "") or None
-    with Run(
-        workdir,
-        identity,
-        config,
-        resume=resume,
-        resume_changed=resume_changed,
-        checkpoint_dir=checkpoint_dir,
+    with Run.for_config(
+        workdir, identity, config, resume=resume, resume_changed=resume_changed
     ) as run:
         train_sentences = read_sentence_split(config, "train")
         valid_sentences = read_sentence_split(config, "valid")

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ulmfit_jax.core import nested
+
 LIBRARY = "ulmfit-jax"
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, VOCAB, CARD = "config.json", "model.safetensors", "vocab.json", "README.md"
@@ -41,30 +43,12 @@ def library_version() -> str:
         return "unknown"
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def flatten(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A nested dict of arrays as `{"a.b.c": array}` (safetensors stores flat names)."""
-    flat = {}
-    for key, value in tree.items():
-        if "." in str(key):
-            raise ValueError(f"parameter name {key!r} contains '.', which joins the path")
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = np.ascontiguousarray(np.asarray(value))
-    return flat
+    return nested.flatten(tree, leaf=lambda value: np.ascontiguousarray(np.asarray(value)))
 
 
-def unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The inverse of `flatten`."""
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+unflatten = nested.unflatten
 
 
 def _is_ours(folder: Path) -> bool:

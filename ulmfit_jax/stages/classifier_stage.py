@@ -35,7 +35,7 @@ from ulmfit_jax.models.classifier import ClassifierConfig
 from ulmfit_jax.optim import param_groups
 from ulmfit_jax.stages.classifier_steps import make_classifier_train_step
 from ulmfit_jax.stages.lm_stage import cache_dir
-from ulmfit_jax.stages.phases import find_lr, fit_phases
+from ulmfit_jax.stages.phases import StageModel, find_lr, fit_phases
 from ulmfit_jax.weights.export import check_export, export_params, load_lm
 
 # More unknown tokens than this in the classifier's data means the LM's vocabulary belongs to
@@ -203,24 +203,12 @@ def classify_stage(
         )
         return classification_metrics(outputs, gold, encoder)
 
+    trained = StageModel(params, labels, make_step, loader, mesh)
     if config.lr_find:
-        return find_lr(
-            config,
-            workdir,
-            params=params,
-            labels=labels,
-            make_step=make_step,
-            loader=loader,
-            mesh=mesh,
-        )
+        return find_lr(config, workdir, trained)
     identity = {"program": "ulmfit", "stage": "classify", "backward": bool(config.backward)}
-    with Run(
-        workdir,
-        identity,
-        config,
-        resume=resume,
-        resume_changed=resume_changed,
-        checkpoint_dir=t.checkpoint_dir or None,
+    with Run.for_config(
+        workdir, identity, config, resume=resume, resume_changed=resume_changed
     ) as run:
         _log_data(run, data, len(vocab), lm_params is not None, loader, mesh, shard_count)
 
@@ -230,11 +218,7 @@ def classify_stage(
         result = fit_phases(
             run,
             config,
-            params=params,
-            labels=labels,
-            make_step=make_step,
-            loader=loader,
-            mesh=mesh,
+            trained,
             meta=meta,
             evaluate=evaluate,
             monitor=monitor,

@@ -30,7 +30,7 @@ from ulmfit_jax.models import awd_lstm
 from ulmfit_jax.models.awd_lstm import AWDLSTMConfig
 from ulmfit_jax.optim import param_groups
 from ulmfit_jax.stages.lm_steps import evaluate_lm, make_lm_train_step
-from ulmfit_jax.stages.phases import find_lr, fit_phases
+from ulmfit_jax.stages.phases import StageModel, find_lr, fit_phases
 from ulmfit_jax.text.vocab import Vocab
 from ulmfit_jax.weights import fastai, pretrained
 from ulmfit_jax.weights.export import LM_STAGES, check_export, export_params, load_lm
@@ -154,25 +154,13 @@ def lm_stage(
     def make_step(optimizer):
         return make_lm_train_step(model, optimizer, alpha=t.alpha, beta=t.beta, mesh=mesh)
 
+    lstm_state = awd_lstm.zero_state(model, t.batch_size)
+    trained = StageModel(params, labels, make_step, loader, mesh, lstm_state)
     if config.lr_find:
-        return find_lr(
-            config,
-            workdir,
-            params=params,
-            labels=labels,
-            make_step=make_step,
-            loader=loader,
-            mesh=mesh,
-            lstm_state=awd_lstm.zero_state(model, t.batch_size),
-        )
+        return find_lr(config, workdir, trained)
     identity = {"program": "ulmfit", "stage": stage, "backward": bool(config.backward)}
-    with Run(
-        workdir,
-        identity,
-        config,
-        resume=resume,
-        resume_changed=resume_changed,
-        checkpoint_dir=t.checkpoint_dir or None,
+    with Run.for_config(
+        workdir, identity, config, resume=resume, resume_changed=resume_changed
     ) as run:
         run.log(
             f"{stage}: {len(train_ids):,} train docs ({sum(map(len, train_ids)):,} tokens), "
@@ -199,12 +187,7 @@ def lm_stage(
         result = fit_phases(
             run,
             config,
-            params=params,
-            labels=labels,
-            make_step=make_step,
-            loader=loader,
-            mesh=mesh,
-            lstm_state=awd_lstm.zero_state(model, t.batch_size),
+            trained,
             meta=meta,
             evaluate=evaluate,
             monitor=t.monitor or "loss",

@@ -70,17 +70,29 @@ def make_phase_optimizer(config, labels, first: Phase, steps: int, **overrides):
     return optim.make_optimizer(labels, **(options | overrides))
 
 
-def find_lr(
-    config,
-    workdir: str | Path,
-    *,
-    params: Any,
-    labels: Any,
-    make_step: Callable,
-    loader,
-    mesh: jax.sharding.Mesh,
-    lstm_state: Any = None,
-) -> dict:
+@dataclasses.dataclass(frozen=True)
+class StageModel:
+    """What a ULMFiT stage trains, as `find_lr` and `fit_phases` both need it.
+
+    Attributes:
+      params: the initial parameters.
+      labels: their layer groups (`ulmfit_jax.optim.param_groups`).
+      make_step: `optimizer -> TrainStep` (`ulmfit_jax.core.runner.step`).
+      loader: an `LMStream` or `ClassifierBatches`; epoch e is a pure function of its seed.
+      mesh: the devices the state is placed on.
+      lstm_state: the carried LSTM state of a streaming LM (None for classifiers); reset at
+        each epoch's start.
+    """
+
+    params: Any
+    labels: Any
+    make_step: Callable[[Any], TrainStep]
+    loader: Any
+    mesh: jax.sharding.Mesh
+    lstm_state: Any = None
+
+
+def find_lr(config, workdir: str | Path, model: StageModel) -> dict:
     """fastai's `lr_find` for phase `lr_finder.phase` of the stage, instead of training.
 
     The sweep runs on a fresh state over a constant-rate copy of the stage's optimiser (every
@@ -93,11 +105,21 @@ def find_lr(
         raise ValueError(f"lr_finder.phase={f.phase}: the stage has {len(all_phases)} phase(s)")
     phase = all_phases[f.phase]
     finder = make_phase_optimizer(
-        config, labels, phase, 1, lr=f.start_lr, schedule="constant", lr_mult=None, accumulate=1
+        config,
+        model.labels,
+        phase,
+        1,
+        lr=f.start_lr,
+        schedule="constant",
+        lr_mult=None,
+        accumulate=1,
     )
-    state = create_train_state(params, finder, seed=config.seed, lstm_state=lstm_state, mesh=mesh)
-    trainable = optim.trainable_groups(labels, phase.trainable_groups or None)
-    train_step = make_step(finder)
+    lstm_state, loader = model.lstm_state, model.loader
+    state = create_train_state(
+        model.params, finder, seed=config.seed, lstm_state=lstm_state, mesh=model.mesh
+    )
+    trainable = optim.trainable_groups(model.labels, phase.trainable_groups or None)
+    train_step = model.make_step(finder)
     trainable = sharding.put_replicated(trainable, train_step.mesh)
 
     def batches(epoch: int):
@@ -186,51 +208,36 @@ class GradualUnfreezing(Callback):
         loop.state = place_train_state(state.replace(opt_state=opt_state, step=start), self.mesh)
 
 
-def fit_phases(
-    run: Run,
-    config,
-    *,
-    params: Any,
-    labels: Any,
-    make_step: Callable[[Any], TrainStep],
-    loader,
-    mesh: jax.sharding.Mesh,
-    lstm_state: Any = None,
-    **fit_options: Any,
-) -> fit.FitResult:
+def fit_phases(run: Run, config, model: StageModel, **fit_options: Any) -> fit.FitResult:
     """Train through every phase of `config.phases` with `ulmfit_jax.core.runner.fit.fit`,
     resuming exactly (see there): one optimiser (`make_phase_optimizer`) whose state each phase
     renews (`GradualUnfreezing`, called before the user's callbacks).
 
     Args:
-      make_step: `optimizer -> TrainStep` (`ulmfit_jax.core.runner.step`).
-      loader: an `LMStream` or `ClassifierBatches`; epoch e is a pure function of its seed.
-      mesh: the devices the state is placed on.
-      lstm_state: the carried LSTM state of a streaming LM (None for classifiers); reset at
-        each epoch's start.
+      model: what the stage trains (`StageModel`).
       fit_options: `fit`'s other arguments (`evaluate`, `monitor`, `patience`, `test`,
         `describe`, `callbacks`, `meta`).
     """
     all_phases = phases(config)
-    data = LoaderEpochs(loader)
+    data = LoaderEpochs(model.loader)
     optimizer = make_phase_optimizer(
-        config, labels, all_phases[0], all_phases[0].epochs * data.steps_per_epoch
+        config, model.labels, all_phases[0], all_phases[0].epochs * data.steps_per_epoch
     )
     state = create_train_state(
-        params, optimizer, seed=config.seed, lstm_state=lstm_state, mesh=mesh
+        model.params, optimizer, seed=config.seed, lstm_state=model.lstm_state, mesh=model.mesh
     )
-    unfreezing = GradualUnfreezing(config, optimizer, data.steps_per_epoch, mesh)
+    unfreezing = GradualUnfreezing(config, optimizer, data.steps_per_epoch, model.mesh)
     callbacks = [unfreezing, *fit_options.pop("callbacks", ())]
     return fit.fit(
         run,
         state=state,
-        train_step=make_step(optimizer),
+        train_step=model.make_step(optimizer),
         data=data,
-        phases=loop_phases(config, labels, mesh),
+        phases=loop_phases(config, model.labels, model.mesh),
         checkpoint_every=config.train.checkpoint_every,
         log_every=config.train.log_every,
         callbacks=callbacks,
-        reset_state=reset_lstm_state if lstm_state is not None else None,
+        reset_state=reset_lstm_state if model.lstm_state is not None else None,
         count_tokens=lambda batch: batch.tokens.size,
         name=str(config.get("stage", "train")),
         **fit_options,

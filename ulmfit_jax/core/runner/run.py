@@ -153,6 +153,29 @@ class Run:
         self._stop_requested = False
         self._previous_handler = None
 
+    @classmethod
+    def for_config(
+        cls,
+        workdir: str | Path,
+        identity: Mapping[str, Any],
+        config: Any,
+        *,
+        resume: bool = False,
+        resume_changed: bool = False,
+    ) -> Run:
+        """The run of a program's stage: checkpoints go to the config's `train.checkpoint_dir`
+        when it sets one (a folder every host sees), else `WORKDIR/checkpoints`."""
+        train = config.get("train") if hasattr(config, "get") else None
+        checkpoint_dir = (train.get("checkpoint_dir", "") if train is not None else "") or None
+        return cls(
+            workdir,
+            identity,
+            config,
+            resume=resume,
+            resume_changed=resume_changed,
+            checkpoint_dir=checkpoint_dir,
+        )
+
     def _open(self, config, resume, resume_changed, max_to_keep, checkpoint_dir) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         record_path = self.workdir / "run.json"

@@ -25,6 +25,8 @@ from typing import Any
 
 import jax
 
+from ulmfit_jax.core import nested
+
 LOCK_NAME = ".lock"
 
 # Config keys (flattened dotted paths) that do not change a run's result: how often it logs or
@@ -183,16 +185,9 @@ class WorkdirLock:
 
 
 # -- what a resume may change ------------------------------------------------------------------
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     """`{"train.batch_size": 64, ...}` of a nested mapping; lists and tuples are leaves."""
-    flat = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = value
-    return flat
+    return nested.flatten(config)
 
 
 def as_json(config: Any) -> dict[str, Any]:
