@@ -337,9 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"widths, {check['step_compilations']} step compilations, {check['recompilations']} "
             f"at a width already compiled ({check['compile_s']:.1f} s of XLA compilation)"
         )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    bench_common.save_json(args.json, result)
     if args.markdown:
         text = bench_common.render_markdown(result)
         if args.markdown == "-":

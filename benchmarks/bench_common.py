@@ -20,6 +20,15 @@ from collections.abc import Callable
 import numpy as np
 
 
+def save_json(path: str, result: dict) -> None:
+    """Write a benchmark's result as indented JSON (nothing when `path` is empty)."""
+    if path:
+        import json
+
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def cpu_threads() -> int:
     """CPUs this process may run on (the affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

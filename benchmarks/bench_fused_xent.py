@@ -15,7 +15,6 @@ three matmuls (forward logits, hidden and weight gradients) at the measured matm
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import bench_common
 from benchmarks.bench_common import cpu_threads, matmul_peak_flops
 from ulmfit_jax.core.nn.fused_cross_entropy import linear_cross_entropy
 
@@ -111,9 +111,7 @@ def main() -> None:
             f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | {row['temp_mib']:.0f} | "
             f"{row['loss_rel_diff']:.1e} | {row['grad_max_rel_diff']:.1e} |"
         )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    bench_common.save_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ both alike. The cost is the median over pairs of (with / without - 1).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -137,9 +136,7 @@ def main(argv=None) -> int:
             f"without {1e3 * r['without_s']:.1f} ms: cost {r['cost_pct']:+.2f}% (median of "
             f"{r['pairs']} interleaved pairs; quartiles {r['cost_pct_quartiles']}%)"
         )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    bench_common.save_json(args.json, results)
     return 0
 
 

@@ -140,8 +140,6 @@ def test_lr_find_on_a_language_model(tmp_path, mesh):
         step,
         state,
         epoch,
-        set_lr=lrf.set_optimizer_lr,
-        get_lr=lrf.optimizer_lr,
         start_lr=1e-4,
         end_lr=1e3,
         num_it=40,
@@ -190,8 +188,6 @@ def test_lr_find_on_a_classifier_phase(tmp_path, mesh):
         step,
         state,
         lambda epoch: iter(batches),
-        set_lr=lrf.set_optimizer_lr,
-        get_lr=lrf.optimizer_lr,
         start_lr=1e-5,
         end_lr=1e4,
         num_it=30,
@@ -215,4 +211,4 @@ def test_get_lr_rejects_a_scheduled_optimiser(mesh):
     trainable = optim.trainable_groups(labels)
     batch = LMBatch(x[:, :-1], x[:, 1:], np.full(2, 4, np.int32), 4, 1.0, trainable)
     with pytest.raises(ValueError, match='schedule="constant"'):
-        lrf.lr_find(step, state, [batch] * 3, set_lr=lrf.set_optimizer_lr, get_lr=lrf.optimizer_lr)
+        lrf.lr_find(step, state, [batch] * 3)

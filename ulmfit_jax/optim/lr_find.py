@@ -4,7 +4,7 @@
     step = make_lm_train_step(config, tx)         # a TrainStep: (state, LMBatch) -> ...
     flags = trainable_groups(labels)
     batches = lambda epoch: (b._replace(trainable=flags) for b in stream.epoch_batches(epoch))
-    result = lr_find(step, state, batches, set_lr=set_optimizer_lr, get_lr=optimizer_lr)
+    result = lr_find(step, state, batches)   # this library's optimisers: lr set and checked
     result.suggestions["valley"]                   # fastai's default suggestion
     write_lr_find(result, workdir)                 # lr_find.json + lr_find.png
 
@@ -271,7 +271,7 @@ def lr_find(
     state: Any,
     batches: Iterable | Callable[[int], Iterable],
     *,
-    set_lr: Callable[[Any, float], Any],
+    set_lr: Callable[[Any, float], Any] | None = None,
     get_lr: Callable[[Any], float] | None = None,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
@@ -293,9 +293,10 @@ def lr_find(
       batches: an iterable of batches, or `epoch -> iterable` called again whenever an epoch
         runs out (fastai runs `num_it // len(dl) + 1` epochs). The sweep also stops when the
         batches run out.
-      set_lr: `(state, lr) -> state` setting the lr of the next step (`set_optimizer_lr`).
-      get_lr: optional `state -> lr` of the step just taken (`optimizer_lr`); when given it is
-        checked against the lr that was set (a schedule other than "constant" fails here).
+      set_lr: `(state, lr) -> state` setting the lr of the next step; None: this library's
+        optimisers' (`set_optimizer_lr`, and then `get_lr` defaults to `optimizer_lr`).
+      get_lr: optional `state -> lr` of the step just taken; when given it is checked against
+        the lr that was set (a schedule other than "constant" fails here).
       start_lr, end_lr, num_it, stop_div: fastai's (`num_it < 6` becomes 6).
       beta: the loss smoothing (fastai's `Recorder(beta=0.98)`).
       reset_state: applied to the state at each new epoch of a callable `batches` (e.g.
@@ -305,6 +306,8 @@ def lr_find(
     Returns:
       An `LRFindResult`; its `suggestions` are `suggestions(lrs, losses, num_it)`.
     """
+    if set_lr is None:
+        set_lr, get_lr = set_optimizer_lr, get_lr or optimizer_lr
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
     lr_grid = sweep_lrs(start_lr, end_lr, num_it)

@@ -131,8 +131,6 @@ def find_lr(config, workdir: str | Path, model: StageModel) -> dict:
         train_step,
         state,
         batches,
-        set_lr=lr_find_lib.set_optimizer_lr,
-        get_lr=lr_find_lib.optimizer_lr,
         start_lr=f.start_lr,
         end_lr=f.end_lr,
         num_it=f.num_it,
