@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax import export
 
 from ulmfit_jax.core import model_folder
+from ulmfit_jax.core.nn import id_checks
 from ulmfit_jax.inference.predictor import ACTIVATION_OF_KIND, Predictor
 from ulmfit_jax.models import classifier
 
@@ -49,11 +50,18 @@ def export_artifact(
 
     params = jax.device_get(predictor.params)
     batch, chunks = export.symbolic_shape("batch, chunks")
-    exported = export.export(jax.jit(forward), platforms=tuple(platforms))(
-        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
-        jax.ShapeDtypeStruct((batch, config.bptt * chunks), jnp.int32),
-        jax.ShapeDtypeStruct((batch,), jnp.int32),
-    )
+    # A serialized program cannot call back into Python: the in-program id check
+    # (`core.nn.id_checks`) stays out, and the loader's ids come from the artifact's own
+    # vocabulary, so they are in range by construction.
+    previous = id_checks.set_id_checks(False)
+    try:
+        exported = export.export(jax.jit(forward), platforms=tuple(platforms))(
+            jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params),
+            jax.ShapeDtypeStruct((batch, config.bptt * chunks), jnp.int32),
+            jax.ShapeDtypeStruct((batch,), jnp.int32),
+        )
+    finally:
+        id_checks.set_id_checks(previous)
     kind = predictor.encoder.kind if predictor.encoder else "single"
     record = {
         "kind": ARTIFACT_KIND,
