@@ -282,7 +282,11 @@ def test_damaged_checkpoint_is_a_short_message(tmp_path):
 
 # -- Ctrl-C during `elmo-jax embed` --------------------------------------------------------------
 SLOW_EMBED = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a terminal delivers it, whatever mask or disposition the test process passed on
+# (a child inherits a blocked or ignored SIGINT from the process that starts it).
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from elmo_jax.embedding import files
 call = files.Embedder.__call__
 

@@ -177,15 +177,25 @@ def write_folder(
         folder, owner, inputs=inputs, overwrite=overwrite, legacy_owner=legacy_owner
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    built = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-    shutil.rmtree(built, ignore_errors=True)
-    built.mkdir()
+    import jax
+
+    # On several hosts every process writes its part of one collective checkpoint: they must
+    # build the same folder, and only process 0 marks and renames it (the checkpoint's own
+    # commit waits for every process first). On one host the pid keeps the name private.
+    multihost = jax.process_count() > 1
+    built = folder.with_name(f".{folder.name}.{'hosts' if multihost else os.getpid()}.partial")
+    main = jax.process_index() == 0
+    if main:
+        shutil.rmtree(built, ignore_errors=True)
+    built.mkdir(exist_ok=multihost)
     try:
         write(built)
-        (built / MARKER).write_text(json.dumps(dict(owner), indent=2, default=str))
-        _replace_folder(built, folder)
+        if main:
+            (built / MARKER).write_text(json.dumps(dict(owner), indent=2, default=str))
+            _replace_folder(built, folder)
     except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
+        if main:
+            shutil.rmtree(built, ignore_errors=True)
         raise
     return folder
 
